@@ -1,0 +1,1048 @@
+/*
+ * snaprun - run a command on a private snapshot of a file, then commit
+ * the snapshot back over the file with one atomic rename.
+ *
+ * The steps of main() are the steps of SPEC.md "What one run does";
+ * snaprun(1) is the user's contract.
+ */
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Linux only: kernel-side copies and extended attributes.  Elsewhere, or
+ * with SNAPRUN_PLAIN_COPY, the portable read/write path does the copy. */
+#if defined(__linux__) && !defined(SNAPRUN_PLAIN_COPY)
+#define FAST_COPY 1
+#include <sys/ioctl.h>
+#ifndef FICLONE
+#define FICLONE _IOW(0x94, 9, int)	/* from <linux/fs.h>, absent in musl */
+#endif
+#endif
+#ifdef __linux__
+#include <sys/xattr.h>
+#endif
+
+#ifndef SNAPRUN_VERSION
+#define SNAPRUN_VERSION "unknown"
+#endif
+
+enum {
+	EXIT_CONFLICT = 75,	/* EX_TEMPFAIL: try again later */
+	EXIT_FAILED = 125,
+	EXIT_NOEXEC = 126,
+	EXIT_NOTFOUND = 127,
+};
+
+enum conflict { OVERWRITE, KEEP, FAIL, RETRY };
+enum missing { ABSENT, EMPTY, ERROR };
+enum outcome { COMMITTED, CONFLICTED, NOTHING };
+
+static const char *const conflict_modes[] = { "overwrite", "keep", "fail", "retry", NULL };
+static const char *const missing_modes[] = { "absent", "empty", "error", NULL };
+
+static struct {
+	const char *placeholder;
+	const char *root;
+	unsigned char commit_on[256];
+	enum conflict conflict;
+	long retries;
+	int lock;
+	double wait;
+	int nonblock;
+	enum missing missing;
+	int sync;
+	int keep;
+	int clean;
+	int verbose;
+} opt = { "{}", NULL, { 1 }, OVERWRITE, 3, 0, 0, 0, ABSENT, 1, 0, 0, 0 };
+
+/* One run's state; global so that every exit path can clean up. */
+static struct {
+	const char *file;	/* FILE as the user gave it */
+	char *dir;		/* directory of FILE's final target */
+	char *base;		/* basename of FILE's final target */
+	char *rel;		/* snapshot path inside the private directory */
+	int dirfd;
+	int lockfd;
+	char *priv;		/* private directory, as a path */
+	const char *privname;	/* its name inside dir */
+	int privfd;		/* locked for as long as we or CMD live */
+	char *snapshot;		/* the snapshot, as a path */
+	int srcfd;		/* FILE as snapshotted; -1 when it was absent */
+	struct stat orig;	/* FILE's identity and metadata at that time */
+	pid_t child;
+} run = { .dirfd = -1, .lockfd = -1, .privfd = -1, .srcfd = -1 };
+
+static volatile sig_atomic_t caught;
+static volatile sig_atomic_t timed_out;
+
+/* The one way snaprun speaks: "snaprun: WHAT: WHY", always one line. */
+static void say(const char *what, const char *why)
+{
+	const char *parts[2] = { what, why };
+	int i;
+
+	fputs("snaprun: ", stderr);
+	for (i = 0; i < 2; i++) {
+		const unsigned char *p;
+
+		if (i)
+			fputs(": ", stderr);
+		for (p = (const unsigned char *)parts[i]; *p; p++) {
+			if (*p == '\n')
+				fputs("\\n", stderr);
+			else if (*p < ' ' || *p == 0x7f)
+				fputc('?', stderr);
+			else
+				fputc(*p, stderr);
+		}
+	}
+	fputc('\n', stderr);
+}
+
+static void verbose(const char *what, const char *detail)
+{
+	if (opt.verbose)
+		say(what, detail);
+}
+
+static void discard(void);
+
+static _Noreturn void die(const char *what, const char *why)
+{
+	say(what, why);
+	discard();
+	exit(EXIT_FAILED);
+}
+
+static _Noreturn void die_by(int sig)
+{
+	struct rlimit no_core = { 0, 0 };
+	sigset_t set;
+
+	setrlimit(RLIMIT_CORE, &no_core);
+	signal(sig, SIG_DFL);
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	raise(sig);
+	/* cppcheck-suppress unreachableCode ; raise returns when sig cannot kill */
+	_exit(128 + sig);
+}
+
+/* Leave as CMD left: its status, or its signal. */
+static _Noreturn void exit_like(int status)
+{
+	if (WIFSIGNALED(status))
+		die_by(WTERMSIG(status));
+	exit(WEXITSTATUS(status));
+}
+
+static void check_interrupt(void)
+{
+	if (caught) {
+		discard();
+		die_by(caught);
+	}
+}
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (!p)
+		die("malloc", strerror(errno));
+	return p;
+}
+
+/* join("a", "b", ...): the strings end to end, in new memory. */
+#define join(...) join_((const char *const[]){ __VA_ARGS__, NULL })
+
+static char *join_(const char *const *parts)
+{
+	size_t n = 0, i;
+	char *r;
+
+	for (i = 0; parts[i]; i++)
+		n += strlen(parts[i]);
+	r = xmalloc(n + 1);
+	*r = '\0';
+	for (i = 0; parts[i]; i++)
+		strcat(r, parts[i]);
+	return r;
+}
+
+static _Noreturn void usage_error(const char *what, const char *why)
+{
+	say(what, why);
+	fputs("Try 'snaprun --help' for more information.\n", stderr);
+	exit(EXIT_FAILED);
+}
+
+static void usage(void)
+{
+	fputs("usage: snaprun [OPTION]... FILE [--] CMD [ARG]...\n"
+	    "       snaprun --clean FILE\n"
+	    "Run CMD on a private snapshot of FILE; replace FILE atomically with\n"
+	    "the snapshot when CMD succeeds.  {} in CMD stands for the snapshot.\n"
+	    "\n"
+	    "  -I, --placeholder=STR   replace STR instead of {}\n"
+	    "      --root=DIR          lay out the snapshot below DIR; {} is that copy of DIR\n"
+	    "  -c, --commit-on=LIST    exit statuses that commit, e.g. 0,1 or 0-2 (default 0)\n"
+	    "      --on-conflict=MODE  FILE changed meanwhile: overwrite (default), keep,\n"
+	    "                          fail or retry\n"
+	    "      --retries=N         runs again with --on-conflict=retry (default 3)\n"
+	    "  -x, --lock              serialise whole runs on FILE\n"
+	    "  -w, --wait=SECONDS      give up waiting for the lock after SECONDS\n"
+	    "  -n, --nonblock          give up at once if the lock is taken\n"
+	    "      --missing=MODE      FILE absent: absent (default), empty or error\n"
+	    "      --no-sync           do not flush to disk before the commit\n"
+	    "  -k, --keep              keep the snapshot when nothing is committed\n"
+	    "      --clean             remove what killed runs left beside FILE\n"
+	    "  -v, --verbose           say each step on stderr\n"
+	    "  -h, --help              show this help\n"
+	    "  -V, --version           show the version\n"
+	    "\n"
+	    "Exit status: CMD's; 75 conflict or lock not taken; 125 snaprun failed;\n"
+	    "126 CMD not executable; 127 CMD not found.  See snaprun(1).\n", stdout);
+}
+
+static int pick(const char *option, const char *arg, const char *const *names)
+{
+	int i;
+
+	for (i = 0; names[i]; i++)
+		if (strcmp(arg, names[i]) == 0)
+			return i;
+	usage_error(option, "unknown mode (see --help)");
+}
+
+static long parse_number(const char *option, const char *s, long max)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(s, &end, 10);
+	if (errno || end == s || *end || n < 0 || n > max)
+		usage_error(option, "not a number in range");
+	return n;
+}
+
+/* "0,1" or "0-2,5": every status listed commits. */
+static void parse_commit_on(const char *list)
+{
+	char *copy = join(list), *tok, *save, *dash;
+	int n = 0;
+
+	memset(opt.commit_on, 0, sizeof opt.commit_on);
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save), n++) {
+		long lo, hi;
+
+		dash = strchr(tok, '-');
+		if (dash)
+			*dash = '\0';
+		lo = parse_number("--commit-on", tok, 255);
+		hi = dash ? parse_number("--commit-on", dash + 1, 255) : lo;
+		if (lo > hi)
+			usage_error("--commit-on", "range runs backwards");
+		while (lo <= hi)
+			opt.commit_on[lo++] = 1;
+	}
+	if (!n)
+		usage_error("--commit-on", "empty list");
+	free(copy);
+}
+
+/* Returns the index of FILE in argv. */
+static int parse_options(int argc, char **argv)
+{
+	enum { O_ROOT = 256, O_CONFLICT, O_RETRIES, O_MISSING, O_NOSYNC, O_CLEAN };
+	static const struct option longs[] = {
+		{ "placeholder", required_argument, NULL, 'I' },
+		{ "root", required_argument, NULL, O_ROOT },
+		{ "commit-on", required_argument, NULL, 'c' },
+		{ "on-conflict", required_argument, NULL, O_CONFLICT },
+		{ "retries", required_argument, NULL, O_RETRIES },
+		{ "lock", no_argument, NULL, 'x' },
+		{ "wait", required_argument, NULL, 'w' },
+		{ "nonblock", no_argument, NULL, 'n' },
+		{ "missing", required_argument, NULL, O_MISSING },
+		{ "no-sync", no_argument, NULL, O_NOSYNC },
+		{ "keep", no_argument, NULL, 'k' },
+		{ "clean", no_argument, NULL, O_CLEAN },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char *end;
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:I:c:xw:nkvhV", longs, NULL)) != -1) {
+		switch (c) {
+		case 'I':
+			if (!*optarg)
+				usage_error("--placeholder", "must not be empty");
+			opt.placeholder = optarg;
+			break;
+		case O_ROOT: opt.root = optarg; break;
+		case 'c': parse_commit_on(optarg); break;
+		case O_CONFLICT: opt.conflict = pick("--on-conflict", optarg, conflict_modes); break;
+		case O_RETRIES: opt.retries = parse_number("--retries", optarg, 1000000); break;
+		case 'x': opt.lock = 1; break;
+		case 'w':
+			errno = 0;
+			opt.wait = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(opt.wait >= 0 && opt.wait < 1e9))
+				usage_error("--wait", "not a number of seconds");
+			opt.lock = 1;
+			break;
+		case 'n': opt.nonblock = opt.lock = 1; break;
+		case O_MISSING: opt.missing = pick("--missing", optarg, missing_modes); break;
+		case O_NOSYNC: opt.sync = 0; break;
+		case 'k': opt.keep = 1; break;
+		case O_CLEAN: opt.clean = 1; break;
+		case 'v': opt.verbose = 1; break;
+		case 'h': usage(); exit(0);
+		case 'V': puts("snaprun " SNAPRUN_VERSION); exit(0);
+		case ':': usage_error(argv[optind - 1], "needs an argument");
+		default: usage_error(argv[optind - 1], "unknown option");
+		}
+	}
+	if (optind >= argc)
+		usage_error("usage", "snaprun [OPTION]... FILE [--] CMD [ARG]...");
+	if (opt.clean && optind + 1 != argc)
+		usage_error("--clean", "takes FILE and no command");
+	if (!opt.clean && (optind + 1 == argc ||
+	    (optind + 2 == argc && strcmp(argv[optind + 1], "--") == 0)))
+		usage_error("usage", "no command to run");
+	return optind;
+}
+
+/* "." for "name", "a" for "a/name", "/" for "/name". */
+static char *dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *d;
+
+	if (!slash)
+		return join(".");
+	if (slash == path)
+		return join("/");
+	d = join(path);
+	d[slash - path] = '\0';
+	return d;
+}
+
+/* Follow symbolic links to the final target, which may not exist yet. */
+static char *final_target(const char *file)
+{
+	char *path = join(file);
+	int hops;
+
+	for (hops = 0;; hops++) {
+		char link[PATH_MAX], *dir;
+		struct stat st;
+		ssize_t n;
+
+		if (lstat(path, &st) != 0) {
+			if (errno != ENOENT)
+				die(file, strerror(errno));
+			return path;
+		}
+		if (!S_ISLNK(st.st_mode))
+			return path;
+		if (hops == 40)
+			die(file, strerror(ELOOP));
+		n = readlink(path, link, sizeof link - 1);
+		if (n < 0)
+			die(file, strerror(errno));
+		link[n] = '\0';
+		dir = dir_of(path);
+		free(path);
+		path = link[0] == '/' ? join(link) : join(dir, "/", link);
+		free(dir);
+	}
+}
+
+/* mkdir -p, relative to the directory at. */
+static int make_dirs(int at, const char *path)
+{
+	char *p = join(path), *s;
+	int r = 0;
+
+	for (s = p + 1;; s++) {
+		if (*s == '/' || !*s) {
+			char c = *s;
+
+			*s = '\0';
+			if (mkdirat(at, p, 0777) != 0 && errno != EEXIST)
+				r = -1;
+			*s = c;
+			if (!c || r)
+				break;
+		}
+	}
+	free(p);
+	return r;
+}
+
+/* With --root, the snapshot sits at FILE's path below DIR. */
+static char *path_below_root(void)
+{
+	char *root = realpath(opt.root, NULL), *dir = realpath(run.dir, NULL);
+	size_t n;
+	char *rel;
+
+	if (!root)
+		die(opt.root, strerror(errno));
+	if (!dir)
+		die(run.dir, strerror(errno));
+	n = strlen(root);
+	if (strcmp(root, "/") == 0)
+		n = 0;
+	if (strncmp(dir, root, n) != 0 || (dir[n] != '/' && dir[n] != '\0'))
+		die(run.file, "not below the --root directory");
+	rel = dir[n] ? join(dir + n + 1, "/", run.base) : join(run.base);
+	free(root);
+	free(dir);
+	return rel;
+}
+
+/* Step 1: find FILE's directory and name, creating the parents of an
+ * absent FILE unless --missing=error. */
+static void resolve(const char *file)
+{
+	char *target = final_target(file);
+	const char *slash = strrchr(target, '/');
+
+	run.file = file;
+	run.base = join(slash ? slash + 1 : target);
+	run.dir = dir_of(target);
+	free(target);
+	if (!*run.base || strcmp(run.base, ".") == 0 || strcmp(run.base, "..") == 0)
+		die(file, "is a directory");
+	run.dirfd = open(run.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (run.dirfd < 0 && errno == ENOENT && opt.missing != ERROR && !opt.clean) {
+		if (make_dirs(AT_FDCWD, run.dir) != 0)
+			die(run.dir, strerror(errno));
+		verbose(run.dir, "created missing directories");
+		run.dirfd = open(run.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	}
+	if (run.dirfd < 0)
+		die(run.dir, strerror(errno));
+	run.rel = opt.root ? path_below_root() : join(run.base);
+}
+
+static void lock_timeout(int sig)
+{
+	(void)sig;
+	timed_out = 1;
+}
+
+/* flock(2) on ".BASE.snaprun.lock"; exits 75 when it cannot be had. */
+static void take_lock(int whole_run)
+{
+	char *name = join(".", run.base, ".snaprun.lock");
+	int how = LOCK_EX;
+
+	run.lockfd = openat(run.dirfd, name, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
+	if (run.lockfd < 0)
+		die(name, strerror(errno));
+	free(name);
+	if (whole_run && opt.nonblock)
+		how |= LOCK_NB;
+	if (whole_run && opt.wait > 0) {
+		struct sigaction sa = { .sa_handler = lock_timeout };
+		struct itimerval t = { { 0, 0 }, { 0, 0 } };
+
+		sigaction(SIGALRM, &sa, NULL);
+		t.it_value.tv_sec = (time_t)opt.wait;
+		t.it_value.tv_usec = (suseconds_t)((opt.wait - (double)t.it_value.tv_sec) * 1e6);
+		setitimer(ITIMER_REAL, &t, NULL);
+	}
+	while (flock(run.lockfd, how) != 0) {
+		if (errno == EWOULDBLOCK || timed_out) {
+			say(run.file, "locked by another run");
+			discard();
+			exit(EXIT_CONFLICT);
+		}
+		if (errno != EINTR)
+			die(run.file, strerror(errno));
+		check_interrupt();
+	}
+	if (whole_run && opt.wait > 0) {
+		struct itimerval off = { { 0, 0 }, { 0, 0 } };
+
+		setitimer(ITIMER_REAL, &off, NULL);
+	}
+	verbose(run.file, "locked");
+}
+
+static void release_lock(void)
+{
+	if (run.lockfd >= 0)
+		close(run.lockfd);
+	run.lockfd = -1;
+}
+
+/* Remove name below at and all in it; never follows a symbolic link. */
+static int remove_tree(int at, const char *name)
+{
+	struct dirent *e;
+	DIR *d;
+	int fd, r = 0;
+
+	if (unlinkat(at, name, 0) == 0)
+		return 0;
+	fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -1;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -1;
+	}
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+			r |= remove_tree(fd, e->d_name);
+	closedir(d);
+	if (unlinkat(at, name, AT_REMOVEDIR) != 0)
+		r = -1;
+	return r;
+}
+
+/* Leftovers of runs that died are private directories nobody holds
+ * locked: a live run, or the CMD of a dead one, keeps its lock. */
+static void remove_leftovers(void)
+{
+	char *prefix = join(".", run.base, ".snaprun.");
+	size_t n = strlen(prefix);
+	struct dirent *e;
+	DIR *d;
+	int fd = fcntl(run.dirfd, F_DUPFD_CLOEXEC, 0);
+
+	if (fd < 0 || !(d = fdopendir(fd)))
+		die(run.dir, strerror(errno));
+	while ((e = readdir(d))) {
+		int priv;
+
+		if (strncmp(e->d_name, prefix, n) != 0 || strlen(e->d_name) != n + 6)
+			continue;
+		priv = openat(run.dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (priv < 0)
+			continue;
+		if (flock(priv, LOCK_EX | LOCK_NB) == 0) {
+			if (remove_tree(run.dirfd, e->d_name) == 0)
+				verbose(e->d_name, "removed what a killed run left");
+			else
+				say(e->d_name, "cannot remove what a killed run left");
+		}
+		close(priv);
+	}
+	closedir(d);
+	free(prefix);
+}
+
+/* Make and lock the private directory.  A cleaner may remove it between
+ * mkdtemp and flock: then it is unlinked, and we make another. */
+static void make_private_dir(void)
+{
+	for (;;) {
+		struct stat st;
+
+		run.priv = join(run.dir, "/.", run.base, ".snaprun.XXXXXX");
+		run.privname = run.priv + strlen(run.dir) + 1;
+		if (!mkdtemp(run.priv))
+			die(run.priv, strerror(errno));
+		/* Not close-on-exec: CMD inherits the lock, see remove_leftovers. */
+		run.privfd = openat(run.dirfd, run.privname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+		if (run.privfd >= 0) {
+			if (flock(run.privfd, LOCK_EX) != 0 || fstat(run.privfd, &st) != 0)
+				die(run.priv, strerror(errno));
+			if (st.st_nlink > 0)
+				return;
+			close(run.privfd);
+		} else if (errno != ENOENT) {
+			die(run.priv, strerror(errno));
+		}
+		free(run.priv);
+	}
+}
+
+#ifdef __linux__
+static void copy_xattrs(int from, int to)
+{
+	ssize_t n = flistxattr(from, NULL, 0);
+	char *names, *name;
+
+	if (n <= 0)
+		return;
+	names = xmalloc((size_t)n);
+	n = flistxattr(from, names, (size_t)n);
+	for (name = names; n > 0 && name < names + n; name += strlen(name) + 1) {
+		ssize_t len = fgetxattr(from, name, NULL, 0);
+		char *value;
+
+		if (len < 0)
+			continue;
+		value = xmalloc((size_t)len);
+		len = fgetxattr(from, name, value, (size_t)len);
+		/* Attributes this filesystem or user may not set are not ours
+		 * to keep, as with cp --preserve=xattr. */
+		if (len >= 0 && fsetxattr(to, name, value, (size_t)len, 0) != 0 &&
+		    errno != ENOTSUP && errno != EPERM && errno != EACCES)
+			die(run.snapshot, strerror(errno));
+		free(value);
+	}
+	free(names);
+}
+#else
+static void copy_xattrs(int from, int to)	/* no portable interface */
+{
+	(void)from;
+	(void)to;
+}
+#endif
+
+/* Owner first: chown clears the set-id bits that chmod then restores. */
+static void copy_metadata(int from, int to)
+{
+	const struct stat *st = &run.orig;
+
+	if (fchown(to, st->st_uid, st->st_gid) != 0 && fchown(to, (uid_t)-1, st->st_gid) != 0) {
+		/* Not permitted: the copy stays ours, as with cp -p. */
+	}
+	if (fchmod(to, st->st_mode & 07777) != 0)
+		die(run.snapshot, strerror(errno));
+	copy_xattrs(from, to);
+}
+
+static _Noreturn void copy_failed(void)
+{
+	char *what = join("copying ", run.file);
+
+	die(what, strerror(errno));
+}
+
+/* Copy len bytes at off, in the kernel when it can. */
+static void copy_range(int in, int out, off_t off, off_t len)
+{
+	static char buf[1 << 17];
+#ifdef FAST_COPY
+	static int kernel_copy = 1;
+
+	while (kernel_copy && len > 0) {
+		off_t i = off, o = off;
+		ssize_t n = copy_file_range(in, &i, out, &o, len > (1 << 30) ? 1 << 30 : (size_t)len, 0);
+
+		if (n < 0 && errno == EINTR) {
+			check_interrupt();
+			continue;
+		}
+		if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL)) {
+			kernel_copy = 0;
+			break;
+		}
+		if (n < 0)
+			copy_failed();
+		if (n == 0)
+			return;	/* FILE shrank under us */
+		off += n;
+		len -= n;
+		check_interrupt();
+	}
+#endif
+	while (len > 0) {
+		ssize_t n = pread(in, buf, len > (off_t)sizeof buf ? sizeof buf : (size_t)len, off), w;
+
+		if (n < 0 && errno == EINTR) {
+			check_interrupt();
+			continue;
+		}
+		if (n < 0)
+			copy_failed();
+		if (n == 0)
+			return;
+		for (w = 0; w < n;) {
+			ssize_t k = pwrite(out, buf + w, (size_t)(n - w), off + w);
+
+			if (k < 0 && errno != EINTR)
+				copy_failed();
+			w += k > 0 ? k : 0;
+			check_interrupt();
+		}
+		off += n;
+		len -= n;
+	}
+}
+
+/* Copy the data of a size bytes long file: a reflink where the
+ * filesystem shares extents, else segment by segment so holes stay holes. */
+static const char *copy_data(int in, int out, off_t size)
+{
+	off_t off = 0;
+
+#ifdef FAST_COPY
+	if (ioctl(out, FICLONE, in) == 0)
+		return "reflink";
+#endif
+	while (off < size) {
+		off_t data = off, hole = size;
+#ifdef SEEK_HOLE
+		data = lseek(in, off, SEEK_DATA);
+		if (data < 0 && errno == ENXIO)
+			break;	/* only a hole is left */
+		if (data < 0)
+			data = off;
+		hole = lseek(in, data, SEEK_HOLE);
+		if (hole < 0 || hole > size)
+			hole = size;
+#endif
+		copy_range(in, out, data, hole - data);
+		off = hole;
+	}
+	if (ftruncate(out, size) != 0)
+		copy_failed();
+#ifdef FAST_COPY
+	return "copy_file_range";
+#else
+	return "read/write";
+#endif
+}
+
+/* Step 2: FILE (held open: the kernel cannot reuse an inode we hold, so
+ * its number stays its identity) copied into a new private directory. */
+static void take_snapshot(void)
+{
+	const char *how = "absent";
+	int out = -1;
+
+	make_private_dir();
+	run.snapshot = join(run.priv, "/", run.rel);
+	if (strchr(run.rel, '/')) {
+		char *sub = dir_of(run.rel);
+
+		if (make_dirs(run.privfd, sub) != 0)
+			die(run.snapshot, strerror(errno));
+		free(sub);
+	}
+	run.srcfd = openat(run.dirfd, run.base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (run.srcfd < 0 && errno != ENOENT)
+		die(run.file, strerror(errno));
+	if (run.srcfd >= 0) {
+		if (fstat(run.srcfd, &run.orig) != 0)
+			die(run.file, strerror(errno));
+		if (S_ISDIR(run.orig.st_mode))
+			die(run.file, "is a directory");
+		if (!S_ISREG(run.orig.st_mode))
+			die(run.file, "not a regular file");
+		out = openat(run.privfd, run.rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (out < 0)
+			die(run.snapshot, strerror(errno));
+		how = copy_data(run.srcfd, out, run.orig.st_size);
+		copy_metadata(run.srcfd, out);
+		if (run.orig.st_nlink > 1)
+			say(run.file, "has other hard links; the commit replaces this name only");
+	} else if (opt.missing == ERROR) {
+		die(run.file, strerror(ENOENT));
+	} else if (opt.missing == EMPTY) {
+		how = "empty";
+		out = openat(run.privfd, run.rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		if (out < 0)
+			die(run.snapshot, strerror(errno));
+	}
+	if (out >= 0 && close(out) != 0)
+		copy_failed();
+	verbose(run.snapshot, how);
+}
+
+/* Step 3: the placeholder replaced, everywhere, in every argument. */
+static char **substitute(char **argv, const char *path)
+{
+	size_t plen = strlen(opt.placeholder), rlen = strlen(path), argc = 0, i;
+	char **out;
+
+	while (argv[argc])
+		argc++;
+	out = xmalloc((argc + 1) * sizeof *out);
+	for (i = 0; i < argc; i++) {
+		const char *s, *hit;
+		size_t n = 0;
+		char *d;
+
+		for (s = argv[i]; (hit = strstr(s, opt.placeholder)); s = hit + plen)
+			n++;
+		out[i] = d = xmalloc(strlen(argv[i]) + n * rlen + 1);
+		for (s = argv[i]; (hit = strstr(s, opt.placeholder)); s = hit + plen) {
+			memcpy(d, s, (size_t)(hit - s));
+			d += hit - s;
+			memcpy(d, path, rlen);
+			d += rlen;
+		}
+		strcpy(d, s);
+	}
+	out[argc] = NULL;
+	return out;
+}
+
+static void free_args(char **args)
+{
+	char **a;
+
+	for (a = args; *a; a++)
+		free(*a);
+	free(args);
+}
+
+/* Terminal signals already reached CMD's process group: forward only
+ * the ones sent to snaprun alone. */
+static void on_signal(int sig, siginfo_t *info, void *context)
+{
+	(void)context;
+	caught = sig;
+#ifdef SI_KERNEL
+	if (info->si_code == SI_KERNEL)
+		return;
+#else
+	(void)info;
+#endif
+	if (run.child > 0)
+		kill(run.child, sig);
+}
+
+static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
+
+static void catch_signals(void)
+{
+	struct sigaction sa;
+	size_t i;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = on_signal;
+	sa.sa_flags = SA_SIGINFO;	/* no SA_RESTART: a lock wait must end */
+	sigfillset(&sa.sa_mask);
+	for (i = 0; i < sizeof forwarded / sizeof *forwarded; i++)
+		sigaction(forwarded[i], &sa, NULL);
+}
+
+/* Step 4: run CMD, no shell, and wait for it. */
+static int run_command(char **argv)
+{
+	char **args = opt.root ? substitute(argv, run.priv) : substitute(argv, run.snapshot);
+	sigset_t all, old;
+	int status;
+
+	if (setenv("SNAPRUN_FILE", run.snapshot, 1) != 0 ||
+	    setenv("SNAPRUN_ROOT", run.priv, 1) != 0 ||
+	    setenv("SNAPRUN_ORIGINAL", run.file, 1) != 0)
+		die("setenv", strerror(errno));
+	verbose("running", args[0]);
+	fflush(stderr);
+	/* Blocked across fork, so a signal is either forwarded or meets
+	 * the child with default handlers. */
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	run.child = fork();
+	if (run.child == 0) {
+		size_t i;
+
+		for (i = 0; i < sizeof forwarded / sizeof *forwarded; i++)
+			signal(forwarded[i], SIG_DFL);
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		execvp(args[0], args);
+		say(args[0], strerror(errno));
+		_exit(errno == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
+	}
+	if (run.child < 0)
+		die("fork", strerror(errno));
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	while (waitpid(run.child, &status, 0) < 0)
+		if (errno != EINTR)
+			die("waitpid", strerror(errno));
+	run.child = 0;
+	free_args(args);
+	return status;
+}
+
+static int commits(int status)
+{
+	return WIFEXITED(status) && opt.commit_on[WEXITSTATUS(status)];
+}
+
+/* An SQLite database left with its journal was not closed cleanly: the
+ * snapshot alone is not the database. */
+static void refuse_sidecars(void)
+{
+	static const char *const sidecars[] = { "-wal", "-journal" };
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		char *side = join(run.rel, sidecars[i]);
+		struct stat st;
+
+		if (fstatat(run.privfd, side, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_size > 0) {
+			char *why = join(strrchr(run.snapshot, '/') + 1, sidecars[i],
+			    " is not empty (database not closed cleanly); nothing committed");
+
+			die(run.file, why);
+		}
+		free(side);
+	}
+}
+
+/* Is FILE still what was snapshotted?  srcfd pins the old inode, so a
+ * new file cannot come back with its number. */
+static int changed_since_snapshot(void)
+{
+	const struct stat *o = &run.orig;
+	struct stat now;
+
+	if (fstatat(run.dirfd, run.base, &now, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (errno != ENOENT)
+			die(run.file, strerror(errno));
+		return run.srcfd >= 0;
+	}
+	return run.srcfd < 0 || now.st_dev != o->st_dev || now.st_ino != o->st_ino ||
+	    now.st_size != o->st_size ||
+	    now.st_mtim.tv_sec != o->st_mtim.tv_sec || now.st_mtim.tv_nsec != o->st_mtim.tv_nsec ||
+	    now.st_ctim.tv_sec != o->st_ctim.tv_sec || now.st_ctim.tv_nsec != o->st_ctim.tv_nsec;
+}
+
+/* Step 6: only a regular, self-contained snapshot replaces FILE. */
+static enum outcome commit(void)
+{
+	int fd = openat(run.privfd, run.rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
+
+	if (fd < 0 && errno == ENOENT && run.srcfd < 0)
+		return NOTHING;	/* FILE was absent and CMD made none */
+	if (fd < 0 && errno == ELOOP)
+		die(run.file, "the snapshot was replaced by a symbolic link; nothing committed");
+	if (fd < 0 && errno == ENOENT)
+		die(run.file, "the snapshot was removed; nothing committed");
+	if (fd < 0 || fstat(fd, &st) != 0)
+		die(run.snapshot, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		die(run.file, "the snapshot is no longer a regular file; nothing committed");
+	refuse_sidecars();
+	if (run.srcfd >= 0)
+		copy_metadata(run.srcfd, fd);
+	if (opt.sync && fsync(fd) != 0)
+		die(run.snapshot, strerror(errno));
+	close(fd);
+
+	if (opt.conflict != OVERWRITE && !opt.lock)
+		take_lock(0);
+	if (opt.conflict != OVERWRITE && changed_since_snapshot()) {
+		if (!opt.lock)
+			release_lock();
+		return CONFLICTED;
+	}
+	check_interrupt();
+	if (renameat(run.privfd, run.rel, run.dirfd, run.base) != 0)
+		die(run.file, strerror(errno));
+	if (!opt.lock)
+		release_lock();
+	if (opt.sync && fsync(run.dirfd) != 0)
+		die(run.dir, strerror(errno));
+	verbose(run.file, "committed");
+	return COMMITTED;
+}
+
+/* Step 7: the private directory goes, or with --keep is set aside under
+ * a name no cleaner takes for a leftover. */
+static void discard(void)
+{
+	if (run.privfd >= 0) {
+		struct stat st;
+		char *kept = join(run.priv, ".kept");
+
+		if (opt.keep && fstatat(run.privfd, run.rel, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    rename(run.priv, kept) == 0) {
+			char *path = join(kept, "/", run.rel);
+
+			say("snapshot kept", path);
+			free(path);
+		} else if (remove_tree(run.dirfd, run.privname) != 0) {
+			say(run.priv, "cannot remove it entirely");
+		}
+		free(kept);
+		close(run.privfd);
+		run.privfd = -1;
+		free(run.priv);
+		free(run.snapshot);
+	}
+	if (run.srcfd >= 0)
+		close(run.srcfd);
+	run.srcfd = -1;
+}
+
+/* stdin, stdout and stderr open, so no descriptor of ours becomes one. */
+static void open_std_fds(void)
+{
+	int fd;
+
+	do
+		fd = open("/dev/null", O_RDWR);
+	while (fd >= 0 && fd <= 2);
+	if (fd > 2)
+		close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	int status, i;
+	long attempt;
+
+	open_std_fds();
+	i = parse_options(argc, argv);
+	catch_signals();
+	resolve(argv[i]);
+	if (opt.clean) {
+		remove_leftovers();
+		return 0;
+	}
+	i += argv[i + 1] && strcmp(argv[i + 1], "--") == 0 ? 2 : 1;
+	if (opt.lock)
+		take_lock(1);
+	remove_leftovers();
+	for (attempt = 0;; attempt++) {
+		take_snapshot();
+		check_interrupt();
+		status = run_command(argv + i);
+		check_interrupt();
+		if (!commits(status)) {
+			discard();
+			exit_like(status);
+		}
+		enum outcome outcome = commit();
+
+		discard();
+		if (outcome != CONFLICTED)
+			break;
+		verbose(run.file, "changed since the snapshot");
+		if (opt.conflict == KEEP)
+			break;
+		if (opt.conflict == FAIL || attempt >= opt.retries) {
+			say(run.file, "changed by another run; nothing committed");
+			return EXIT_CONFLICT;
+		}
+	}
+	exit_like(status);
+}

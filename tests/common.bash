@@ -1,0 +1,35 @@
+# Shared setup for every test file: a fresh directory per test, the binary
+# under test, and the few assertions the files have in common.
+
+SNAPRUN=${SNAPRUN:-$BATS_TEST_DIRNAME/../snaprun}
+
+setup() {
+	T=$(mktemp -d "${BATS_TMPDIR:-/tmp}/snaprun-test.XXXXXX")
+	cd "$T" || return 1
+}
+
+teardown() {
+	cd / && rm -rf "$T"
+}
+
+# leftovers DIR: every name snaprun may have left in DIR but its lock file.
+leftovers() {
+	find "$1" -maxdepth 1 -name '*.snaprun*' ! -name '*.snaprun.lock' -printf '%f\n'
+}
+
+no_leftovers() {
+	local left
+	left=$(leftovers "$1")
+	if [ -n "$left" ]; then
+		printf 'left behind in %s:\n%s\n' "$1" "$left" >&2
+		return 1
+	fi
+}
+
+need_root() {
+	[ "$(id -u)" -eq 0 ] || skip "needs root: $1"
+}
+
+need_cmd() {
+	command -v "$1" >/dev/null || skip "$1 is not installed"
+}

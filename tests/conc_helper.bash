@@ -1,0 +1,71 @@
+# Helpers for the concurrency, crash and mypy tests.  Load after common.
+#
+# Background jobs close descriptor 3 (3>&-): bats waits for every holder of
+# it before it ends a test, and an orphaned CMD must not hold the suite.
+
+# since START: seconds elapsed since START (a value of $EPOCHREALTIME).
+since() {
+	awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f\n", b - a }'
+}
+
+# lt A B: A < B, as numbers.
+lt() {
+	awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'
+}
+
+# wait_for PATH [SECONDS]: poll until PATH exists (default 10 s).
+wait_for() {
+	local n=$((${2:-10} * 100))
+	while [ ! -e "$1" ]; do
+		n=$((n - 1))
+		if [ "$n" -le 0 ]; then
+			echo "timed out waiting for $1" >&2
+			return 1
+		fi
+		sleep 0.01
+	done
+}
+
+# md5 FILE: the checksum of FILE alone.
+md5() {
+	md5sum <"$1" | cut -c1-32
+}
+
+# wait_all PID...: wait for each job; print "PID STATUS" per job on stdout.
+wait_all() {
+	local p st
+	for p in "$@"; do
+		st=0
+		wait "$p" || st=$?
+		echo "$p $st"
+	done
+}
+
+# note TEXT: a line in the TAP output (numbers for the report).
+note() {
+	echo "# $*" >&3
+}
+
+# make_gate: write $T/gate, a CMD that stalls until the test lets it go.
+#   gate NAME TEXT SNAPSHOT
+# counts its invocation N in NAME.count, writes TEXT into SNAPSHOT, creates
+# NAME.started.N, then waits (at most 10 s) for NAME.go.N; exits 0 when let
+# go, 1 when it gave up waiting.  All NAME.* files are in the working
+# directory, outside any snapshot.
+make_gate() {
+	cat >"$T/gate" <<-'EOF'
+	#!/bin/sh
+	name=$1 text=$2 snap=$3
+	n=$(( $(cat "$name.count" 2>/dev/null || echo 0) + 1 ))
+	echo "$n" >"$name.count"
+	printf '%s\n' "$text" >"$snap"
+	: >"$name.started.$n"
+	i=0
+	while [ ! -e "$name.go.$n" ] && [ "$i" -lt 1000 ]; do
+		sleep 0.01
+		i=$((i + 1))
+	done
+	[ -e "$name.go.$n" ]
+	EOF
+	chmod +x "$T/gate"
+}
