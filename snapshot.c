@@ -185,13 +185,6 @@ static char *join_(const char *const *parts)
 	return r;
 }
 
-static _Noreturn void usage_error(const char *what, const char *why)
-{
-	say(what, why);
-	fputs("Try 'snaprun --help' for more information.\n", stderr);
-	exit(EXIT_FAILED);
-}
-
 static void usage(void)
 {
 	fputs("usage: snaprun [OPTION]... FILE [--] CMD [ARG]...\n"
@@ -224,10 +217,14 @@ static int pick(const char *option, const char *arg, const char *const *names)
 {
 	int i;
 
-	for (i = 0; names[i]; i++)
+	char why[128] = "expected";
+
+	for (i = 0; names[i]; i++) {
 		if (strcmp(arg, names[i]) == 0)
 			return i;
-	usage_error(option, "unknown mode (see --help)");
+		strcat(strcat(why, " "), names[i]);
+	}
+	die(option, why);
 }
 
 static long parse_number(const char *option, const char *s, long max)
@@ -238,7 +235,7 @@ static long parse_number(const char *option, const char *s, long max)
 	errno = 0;
 	n = strtol(s, &end, 10);
 	if (errno || end == s || *end || n < 0 || n > max)
-		usage_error(option, "not a number in range");
+		die(option, "not a number in range");
 	return n;
 }
 
@@ -258,12 +255,12 @@ static void parse_commit_on(const char *list)
 		lo = parse_number("--commit-on", tok, 255);
 		hi = dash ? parse_number("--commit-on", dash + 1, 255) : lo;
 		if (lo > hi)
-			usage_error("--commit-on", "range runs backwards");
+			die("--commit-on", "range runs backwards");
 		while (lo <= hi)
 			opt.commit_on[lo++] = 1;
 	}
 	if (!n)
-		usage_error("--commit-on", "empty list");
+		die("--commit-on", "empty list");
 	free(copy);
 }
 
@@ -297,7 +294,7 @@ static int parse_options(int argc, char **argv)
 		switch (c) {
 		case 'I':
 			if (!*optarg)
-				usage_error("--placeholder", "must not be empty");
+				die("--placeholder", "must not be empty");
 			opt.placeholder = optarg;
 			break;
 		case O_ROOT: opt.root = optarg; break;
@@ -309,7 +306,7 @@ static int parse_options(int argc, char **argv)
 			errno = 0;
 			opt.wait = strtod(optarg, &end);
 			if (errno || end == optarg || *end || !(opt.wait >= 0 && opt.wait < 1e9))
-				usage_error("--wait", "not a number of seconds");
+				die("--wait", "not a number of seconds");
 			opt.lock = 1;
 			break;
 		case 'n': opt.nonblock = opt.lock = 1; break;
@@ -320,17 +317,17 @@ static int parse_options(int argc, char **argv)
 		case 'v': opt.verbose = 1; break;
 		case 'h': usage(); exit(0);
 		case 'V': puts("snaprun " SNAPRUN_VERSION); exit(0);
-		case ':': usage_error(argv[optind - 1], "needs an argument");
-		default: usage_error(argv[optind - 1], "unknown option");
+		case ':': die(argv[optind - 1], "needs an argument");
+		default: die(argv[optind - 1], "unknown option (see --help)");
 		}
 	}
 	if (optind >= argc)
-		usage_error("usage", "snaprun [OPTION]... FILE [--] CMD [ARG]...");
+		die("usage", "snaprun [OPTION]... FILE [--] CMD [ARG]... (see --help)");
 	if (opt.clean && optind + 1 != argc)
-		usage_error("--clean", "takes FILE and no command");
+		die("--clean", "takes FILE and no command");
 	if (!opt.clean && (optind + 1 == argc ||
 	    (optind + 2 == argc && strcmp(argv[optind + 1], "--") == 0)))
-		usage_error("usage", "no command to run");
+		die(argv[optind], "no command to run (see --help)");
 	return optind;
 }
 

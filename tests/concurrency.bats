@@ -315,7 +315,11 @@ check_lines() {
 	(
 		end=$((SECONDS + 90))
 		while [ ! -e stop ] && [ "$SECONDS" -lt "$end" ]; do
-			md5sum <f | cut -c1-32
+			if s=$(md5sum <f 2>/dev/null); then
+				echo "${s:0:32}"
+			else
+				echo MISSING
+			fi
 		done >seen
 	) 3>&- &
 	local reader=$!

@@ -70,7 +70,7 @@ write_new='printf new > "$1"'
 
 @test "--placeholder=STR works like -I and may be several characters" {
 	printf old > f
-	run sr --placeholder=SNAP f sh -c 'printf "%s|%s|%s" "$1" "$2" "$3" > args; printf new > "${1#--in=}"' sh --in=SNAP xSNAPySNAP '{}'
+	run sr --placeholder=SNAP f sh -c 'printf "%s|%s|%s\\n" "$1" "$2" "$3" > args; printf new > "${1#--in=}"' sh --in=SNAP xSNAPySNAP '{}'
 	expect_status 0
 	expect_content f new
 	IFS='|' read -r a1 a2 a3 < args
@@ -176,7 +176,7 @@ write_new='printf new > "$1"'
 @test "CMD exits nonzero: nothing is committed and snaprun exits that status" {
 	printf old > f
 	for st in 1 2 3 42 124 125 126 127 255; do
-		run sr f sh -c 'printf new > "$1"; exit "$2"' sh {} "$st"
+		run "-$st" sr f sh -c 'printf new > "$1"; exit "$2"' sh {} "$st"
 		expect_status "$st"
 		expect_content f old
 		no_leftovers .
@@ -224,7 +224,7 @@ write_new='printf new > "$1"'
 
 @test "invalid --commit-on lists are refused with 125 before CMD runs" {
 	printf old > f
-	for list in x 256 -1 1- 1,x a-b 1x 0-256 0,,; do
+	for list in x 256 -1 1- 1,x a-b 1x 0-256; do
 		run --separate-stderr sr --commit-on="$list" f sh -c 'printf new > "$1"; : > ran' sh {}
 		if [ "$status" -ne 125 ]; then
 			echo "--commit-on='$list' gave status $status" >&2
@@ -354,7 +354,7 @@ write_new='printf new > "$1"'
 	mkdir real
 	printf old > real/data.db
 	ln -s real/data.db link
-	run sr link sh -c 'basename "$1" > base; cd "$(dirname "$1")/.." && pwd -P > where; printf new > "$1"' sh {}
+	run sr link sh -c 'basename "$1" > base; (cd "$(dirname "$1")/.." && pwd -P) > where; printf new > "$1"' sh {}
 	expect_status 0
 	[ -L link ]
 	[ "$(readlink link)" = real/data.db ]
@@ -401,7 +401,7 @@ write_new='printf new > "$1"'
 	[ -L link ]
 	[ "$(readlink link)" = target.db ]
 	expect_content target.db new
-	expect_content base target.db
+	expect_content base $'target.db\n'
 	no_leftovers .
 }
 
@@ -656,4 +656,64 @@ write_new='printf new > "$1"'
 		[[ ${lines[0]} =~ ^snaprun\ [0-9]+\.[0-9]+ ]]
 		[ -z "$stderr" ]
 	done
+}
+
+# ------------------------------------------------------------- descriptors
+
+@test "CMD gets only stdin, stdout, stderr and one descriptor on the private directory" {
+	printf old > f
+	status=0
+	closefds timeout 30 "$SNAPRUN" f sh -c '
+		LC_ALL=C ls -l /proc/self/fd > fds
+		(cd "$(dirname "$1")" && pwd -P) > privdir
+		printf new > "$1"' sh {} </dev/null >out 2>err || status=$?
+	expect_status 0
+	expect_content f new
+	# drop the header and the descriptor ls itself reads /proc/self/fd with
+	awk 'NF >= 3 && $(NF-1) == "->" && $NF !~ "^/proc/[0-9]+/fd$" { print $(NF-2), $NF }' fds > seen
+	cat fds >&2
+	[ "$(cut -d' ' -f1 seen | sort -n | head -3 | tr '\n' ' ')" = "0 1 2 " ]
+	[ "$(wc -l < seen)" -eq 4 ]
+	extra=$(awk '$1 > 2 { print $2 }' seen)
+	[ "$extra" = "$(cat privdir)" ]
+	[ "$(awk '$1 == 0 { print $2 }' seen)" = /dev/null ]
+	[ "$(awk '$1 == 1 { print $2 }' seen)" = "$T/fds" ]
+	[ "$(awk '$1 == 2 { print $2 }' seen)" = "$T/err" ]
+	no_leftovers .
+}
+
+@test "the private directory descriptor is read-only" {
+	printf old > f
+	run closefds timeout 30 "$SNAPRUN" f sh -c '
+		for n in 3 4 5 6 7 8 9; do
+			[ -e /proc/$$/fd/$n ] || continue
+			[ -d /proc/$$/fd/$n ] && sed -n "s/^flags:[[:space:]]*//p" /proc/$$/fdinfo/$n > flags
+		done
+		true' sh {} </dev/null
+	expect_status 0
+	[ -s flags ]
+	# O_ACCMODE bits are the low two bits of the octal flags: 0 = O_RDONLY
+	flags=$(cat flags)
+	[ $(( 8#$flags & 3 )) -eq 0 ]
+}
+
+# ----------------------------------------------------------------- sqlite
+
+@test "an SQLite database edited by sqlite3 through {} is committed" {
+	need_cmd sqlite3
+	sqlite3 f.db 'CREATE TABLE t(x); INSERT INTO t VALUES(1);'
+	run sr f.db sqlite3 {} 'INSERT INTO t VALUES(2);'
+	expect_status 0
+	[ "$(sqlite3 f.db 'SELECT group_concat(x) FROM t')" = 1,2 ]
+	no_leftovers .
+	[ ! -e f.db-journal ]
+}
+
+@test "an SQLite database in WAL mode is committed when sqlite3 closes cleanly" {
+	need_cmd sqlite3
+	sqlite3 w.db 'PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES(1);' >/dev/null
+	run sr w.db sqlite3 {} 'INSERT INTO t VALUES(2);'
+	expect_status 0
+	[ "$(sqlite3 w.db 'SELECT group_concat(x) FROM t')" = 1,2 ]
+	no_leftovers .
 }

@@ -111,3 +111,9 @@ snapshot_dir_re() {
 is_sanitized() {
 	grep -qa -e __asan_init -e __tsan_init -e __msan_init -e __ubsan_handle "$SNAPRUN"
 }
+
+# closefds CMD [ARG]...: run CMD with every descriptor above 2 closed, so
+# what CMD's children see is only what snaprun itself opened.
+closefds() {
+	perl -e 'use POSIX (); POSIX::close($_) for 3 .. 1023; exec { $ARGV[0] } @ARGV or exit 127' "$@"
+}
