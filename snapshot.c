@@ -17,10 +17,13 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+extern char **environ;
 
 /* Linux only: kernel-side copies and extended attributes.  Elsewhere, or
  * with SNAPRUN_PLAIN_COPY, the portable read/write path does the copy. */
@@ -823,52 +826,60 @@ static void on_signal(int sig, siginfo_t *info, void *context)
 		kill(run.child, sig);
 }
 
-static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
+/* The signals snaprun forwards, and CMD gets back at their default.
+ * One ignored when snaprun started (a background job, nohup) stays
+ * ignored, for CMD too. */
+static sigset_t handled;
 
 static void catch_signals(void)
 {
-	struct sigaction sa;
+	static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
+	struct sigaction sa, was;
 	size_t i;
 
 	memset(&sa, 0, sizeof sa);
 	sa.sa_sigaction = on_signal;
 	sa.sa_flags = SA_SIGINFO;	/* no SA_RESTART: a lock wait must end */
 	sigfillset(&sa.sa_mask);
-	for (i = 0; i < sizeof forwarded / sizeof *forwarded; i++)
+	sigemptyset(&handled);
+	for (i = 0; i < sizeof forwarded / sizeof *forwarded; i++) {
+		if (sigaction(forwarded[i], NULL, &was) == 0 && was.sa_handler == SIG_IGN)
+			continue;
 		sigaction(forwarded[i], &sa, NULL);
+		sigaddset(&handled, forwarded[i]);
+	}
 }
 
 /* Step 4: run CMD, no shell, and wait for it. */
 static int run_command(char **argv)
 {
 	char **args = opt.root ? substitute(argv, run.priv) : substitute(argv, run.snapshot);
+	posix_spawnattr_t attr;
 	sigset_t all, old;
-	int status;
+	int status, err;
 
 	if (setenv("SNAPRUN_FILE", run.snapshot, 1) != 0 ||
 	    setenv("SNAPRUN_ROOT", run.priv, 1) != 0 ||
 	    setenv("SNAPRUN_ORIGINAL", run.file, 1) != 0)
 		die("setenv", strerror(errno));
 	verbose("running", args[0]);
-	fflush(stderr);
-	/* Blocked across fork, so a signal is either forwarded or meets
-	 * the child with default handlers. */
+	/* Blocked until the child is known, so that every signal is either
+	 * forwarded or meets CMD with its default action. */
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
-	run.child = fork();
-	if (run.child == 0) {
-		size_t i;
-
-		for (i = 0; i < sizeof forwarded / sizeof *forwarded; i++)
-			signal(forwarded[i], SIG_DFL);
-		sigprocmask(SIG_SETMASK, &old, NULL);
-		execvp(args[0], args);
-		say(args[0], strerror(errno));
-		_exit(errno == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
-	}
-	if (run.child < 0)
-		die("fork", strerror(errno));
+	if ((err = posix_spawnattr_init(&attr)) != 0 ||
+	    (err = posix_spawnattr_setsigmask(&attr, &old)) != 0 ||
+	    (err = posix_spawnattr_setsigdefault(&attr, &handled)) != 0 ||
+	    (err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0)
+		die("posix_spawn", strerror(err));
+	err = posix_spawnp(&run.child, args[0], NULL, &attr, args, environ);
+	posix_spawnattr_destroy(&attr);
 	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (err != 0) {
+		say(args[0], strerror(err));
+		discard();
+		exit(err == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
+	}
 	while (waitpid(run.child, &status, 0) < 0)
 		if (errno != EINTR)
 			die("waitpid", strerror(errno));

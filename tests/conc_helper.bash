@@ -31,13 +31,15 @@ md5() {
 	md5sum <"$1" | cut -c1-32
 }
 
-# wait_all PID...: wait for each job; print "PID STATUS" per job on stdout.
+# wait_all PID...: wait for each job (in this shell: not under run); FAILED
+# lists "PID:STATUS" for each that did not exit 0.
 wait_all() {
 	local p st
+	FAILED=
 	for p in "$@"; do
 		st=0
 		wait "$p" || st=$?
-		echo "$p $st"
+		[ "$st" -eq 0 ] || FAILED+="$p:$st "
 	done
 }
 

@@ -28,8 +28,8 @@ check_lines() {
 			sh -c "cat {} >/dev/null; sleep 0.01; echo line-$i >> {}" 3>&- &
 		pids+=($!)
 	done
-	run wait_all "${pids[@]}"
-	[ "$(awk '$2 != 0' <<<"$output")" = "" ] || { echo "failed writers: $output" >&2; false; }
+	wait_all "${pids[@]}"
+	[ -z "$FAILED" ] || { echo "failed writers (pid:status): $FAILED" >&2; false; }
 	check_lines "$n"
 	no_leftovers .
 	[ -f .f.snaprun.lock ]
@@ -44,8 +44,8 @@ check_lines() {
 			sh -c "echo $i >> $T/calls; cat {} >/dev/null; sleep 0.05; echo line-$i >> {}" 3>&- &
 		pids+=($!)
 	done
-	run wait_all "${pids[@]}"
-	[ "$(awk '$2 != 0' <<<"$output")" = "" ] || { echo "failed writers: $output" >&2; false; }
+	wait_all "${pids[@]}"
+	[ -z "$FAILED" ] || { echo "failed writers (pid:status): $FAILED" >&2; false; }
 	check_lines "$n"
 	calls=$(wc -l <calls)
 	note "retry: $n writers, $calls CMD runs, $((calls - n)) conflicts retried"
@@ -364,8 +364,8 @@ check_lines() {
 			sh -c 'echo >> "$0"; exec sqlite3 "$1" "$2"' "$T/calls" {} "insert into t values($i)" 3>&- &
 		pids+=($!)
 	done
-	run wait_all "${pids[@]}"
-	[ "$(awk '$2 != 0' <<<"$output")" = "" ] || { echo "failed writers: $output" >&2; false; }
+	wait_all "${pids[@]}"
+	[ -z "$FAILED" ] || { echo "failed writers (pid:status): $FAILED" >&2; false; }
 	[ "$(sqlite3 db 'pragma integrity_check')" = ok ]
 	[ "$(sqlite3 db 'select count(*) from t')" -eq "$n" ]
 	[ "$(sqlite3 db 'select sum(x) from t')" -eq $((n * (n + 1) / 2)) ]

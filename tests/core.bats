@@ -359,7 +359,7 @@ write_new='printf new > "$1"'
 	[ -L link ]
 	[ "$(readlink link)" = real/data.db ]
 	expect_content real/data.db new
-	expect_content base data.db
+	expect_content base $'data.db\n'
 	[ "$(cat where)" = "$(cd real && pwd -P)" ]
 	no_leftovers .
 	no_leftovers real
@@ -532,9 +532,14 @@ write_new='printf new > "$1"'
 	run --separate-stderr sr --missing=error sub/new.db sh -c ': > ran' sh {}
 	expect_status 125
 	one_error_line
-	[[ $stderr == *new.db* ]]
 	[ ! -e ran ]
 	[ ! -e sub ]
+	run --separate-stderr sr --missing=error new.db sh -c ': > ran' sh {}
+	expect_status 125
+	one_error_line
+	[[ $stderr == *new.db* ]]
+	[ ! -e ran ]
+	[ ! -e new.db ]
 	# an existing FILE is fine
 	printf old > f
 	run sr --missing=error f sh -c "$write_new" sh {}
