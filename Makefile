@@ -20,7 +20,8 @@ SR_CPPFLAGS = -D_GNU_SOURCE -DSNAPRUN_VERSION='"$(VERSION)"' \
 BATS    = bats
 TESTS   = tests
 
-COMPILE = $(CC) -std=c11 $(WARN) $(SR_CPPFLAGS) $(CPPFLAGS)
+# The build directory is mapped away so that any checkout builds the same bytes.
+COMPILE = $(CC) -std=c11 $(WARN) -ffile-prefix-map=$(CURDIR)=. $(SR_CPPFLAGS) $(CPPFLAGS)
 
 all: snaprun
 
@@ -46,7 +47,7 @@ build/plain/snaprun: snapshot.c
 
 build/musl/snaprun: snapshot.c
 	mkdir -p $(@D)
-	musl-gcc -std=c11 $(WARN) $(SR_CPPFLAGS) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ snapshot.c
+	musl-gcc -std=c11 $(WARN) -ffile-prefix-map=$(CURDIR)=. $(SR_CPPFLAGS) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ snapshot.c
 
 check-asan: build/asan/snaprun
 	rm -f $(SAN_LOG).*
@@ -76,13 +77,20 @@ lint:
 	@out=$$(mandoc -Tlint -W warning man/snaprun.1; groff -ww -z -mandoc man/snaprun.1 2>&1); \
 	if [ -n "$$out" ]; then echo "$$out"; exit 1; fi
 
+# Two builds from clean, in two different directories: the same bytes.
+check-repro:
+	rm -rf build/repro && mkdir -p build/repro/a build/repro/b
+	cp Makefile snapshot.c build/repro/a && cp Makefile snapshot.c build/repro/b
+	$(MAKE) -s -C build/repro/a snaprun && $(MAKE) -s -C build/repro/b snaprun
+	cmp build/repro/a/snaprun build/repro/b/snaprun
+
 bench: snaprun
 	bench/bench.sh $(CURDIR)/snaprun
 
 bench-quick: snaprun
 	bench/bench.sh --quick $(CURDIR)/snaprun
 
-gates: check-asan check-plain check-musl valgrind cppcheck analyze lint bench-quick
+gates: check-asan check-plain check-musl check-repro valgrind cppcheck analyze lint bench-quick
 
 install: snaprun
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
@@ -102,4 +110,4 @@ clean:
 	rm -rf snaprun build
 
 .PHONY: all check install uninstall clean check-asan check-plain check-musl \
-	valgrind cppcheck analyze lint bench bench-quick gates
+	check-repro valgrind cppcheck analyze lint bench bench-quick gates

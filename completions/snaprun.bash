@@ -85,7 +85,7 @@ _snaprun()
         COMPREPLY=($(compgen -W '-I --placeholder= --root= -c --commit-on=
             --on-conflict= --retries= -x --lock -w --wait= -n --nonblock
             --missing= --no-sync -k --keep --clean -v --verbose -h --help
-            -V --version --' -- "$cur"))
+            -V --version' -- "$cur"))
         [[ ${COMPREPLY-} == *= ]] && compopt -o nospace
         return
     fi

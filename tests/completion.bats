@@ -1,0 +1,335 @@
+#!/usr/bin/env bats
+# Shell completion: each shell is driven for real and the candidates it
+# offers are compared with the expected set.
+
+load common
+
+COMP=$BATS_TEST_DIRNAME/../completions
+
+# A working directory with known files, and a PATH directory (outside it)
+# with a stub snaprun and two commands only these tests know about.
+fixture() {
+	mkdir -p "$T/bin" "$T/home" "$T/work/sub"
+	: > "$T/work/cache.db"
+	: > "$T/work/state.json"
+	local c
+	for c in snaprun zzsnap-alpha zzsnap-beta; do
+		printf '#!/bin/sh\nexit 0\n' > "$T/bin/$c"
+		chmod +x "$T/bin/$c"
+	done
+	export PATH="$T/bin:$PATH" HOME="$T/home"
+	export XDG_CONFIG_HOME="$T/home/.config" XDG_DATA_HOME="$T/home/.local/share"
+	cd "$T/work"
+}
+
+# expect WORD...: the candidates on stdin ($output) are exactly WORD...
+expect() {
+	local want got
+	want=$(printf '%s\n' "$@" | sort -u)
+	got=$(printf '%s\n' "$output" | sed '/^$/d' | sort -u)
+	if [ "$want" != "$got" ]; then
+		printf 'expected candidates:\n%s\ngot:\n%s\n' "$want" "$got" >&2
+		return 1
+	fi
+}
+
+# expect_has WORD...: each WORD is among the candidates
+expect_has() {
+	local w
+	for w in "$@"; do
+		if ! grep -qxF -- "$w" <<<"$output"; then
+			printf 'expected candidate %s in:\n%s\n' "$w" "$output" >&2
+			return 1
+		fi
+	done
+}
+
+# ---------------------------------------------------------------- bash
+
+# bash_complete LINE: what bash offers at the end of LINE.  COMP_WORDS is
+# split as readline does with the default COMP_WORDBREAKS ("=" is a word
+# of its own).
+bash_complete() {
+	bash --norc --noprofile -c '
+		. /usr/share/bash-completion/bash_completion || exit 3
+		. "$1" || exit 3
+		compopt() { :; }   # only valid inside a readline completion
+		complete -W "alpha beta" zzsnap-alpha
+		line=$2
+		COMP_WORDS=()
+		for w in $line; do
+			while [[ $w == *=* ]]; do
+				[[ -n ${w%%=*} ]] && COMP_WORDS+=("${w%%=*}")
+				COMP_WORDS+=("=")
+				w=${w#*=}
+			done
+			[[ -n $w ]] && COMP_WORDS+=("$w")
+		done
+		[[ $line == *[\ =] ]] && COMP_WORDS+=("")
+		COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+		COMP_LINE=$line COMP_POINT=${#line}
+		COMPREPLY=()
+		_snaprun snaprun "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+		printf "%s\n" "${COMPREPLY[@]}"
+	' bash "$COMP/snaprun.bash" "$1" | sort -u
+}
+
+need_bash_completion() {
+	[ -r /usr/share/bash-completion/bash_completion ] ||
+		skip "bash-completion is not installed"
+	fixture
+}
+
+@test "bash: the completion is registered for snaprun" {
+	need_bash_completion
+	run bash --norc -c '. /usr/share/bash-completion/bash_completion; . "$1"; complete -p snaprun' bash "$COMP/snaprun.bash"
+	[ "$status" -eq 0 ]
+	[[ $output == *"-F _snaprun snaprun" ]]
+}
+
+@test "bash: option names" {
+	need_bash_completion
+	output=$(bash_complete 'snaprun --')
+	expect --placeholder= --root= --commit-on= --on-conflict= --retries= \
+		--lock --wait= --nonblock --missing= --no-sync --keep --clean \
+		--verbose --help --version
+	output=$(bash_complete 'snaprun -x --on')
+	expect --on-conflict=
+}
+
+@test "bash: --on-conflict values" {
+	need_bash_completion
+	output=$(bash_complete 'snaprun --on-conflict=')
+	expect overwrite keep fail retry
+	output=$(bash_complete 'snaprun --on-conflict r')
+	expect retry
+}
+
+@test "bash: --missing values" {
+	need_bash_completion
+	output=$(bash_complete 'snaprun --missing ')
+	expect absent empty error
+	output=$(bash_complete 'snaprun -x --missing=e')
+	expect empty error
+}
+
+@test "bash: --root completes directories, -w offers nothing" {
+	need_bash_completion
+	output=$(bash_complete 'snaprun --root ')
+	expect sub
+	output=$(bash_complete 'snaprun -w ')
+	expect
+}
+
+@test "bash: FILE completes files" {
+	need_bash_completion
+	output=$(bash_complete 'snaprun ')
+	expect cache.db state.json sub
+	output=$(bash_complete 'snaprun --missing=empty -c 0,1 st')
+	expect state.json
+}
+
+@test "bash: after FILE, command names" {
+	need_bash_completion
+	output=$(bash_complete 'snaprun cache.db zzsnap-')
+	expect zzsnap-alpha zzsnap-beta
+	output=$(bash_complete 'snaprun --on-conflict=keep -x cache.db -- zzsnap-')
+	expect zzsnap-alpha zzsnap-beta
+	output=$(bash_complete 'snaprun cache.db -')
+	expect --
+}
+
+@test "bash: after CMD, CMD's own completion" {
+	need_bash_completion
+	output=$(bash_complete 'snaprun --missing=empty cache.db zzsnap-alpha ')
+	expect alpha beta
+	output=$(bash_complete 'snaprun -x cache.db -- zzsnap-beta st')
+	expect state.json
+	output=$(bash_complete 'snaprun --clean cache.db ')
+	expect
+}
+
+# ---------------------------------------------------------------- zsh
+
+# zsh_complete LINE: what zsh offers at the end of LINE.  An interactive
+# zsh runs in a pseudo-terminal (zpty); compadd is wrapped to log every
+# match it is given, and the line is typed followed by TAB.
+zsh_complete() {
+	local out=$T/zsh.out
+	cat > "$T/capture.zsh" <<'EOF'
+zmodload zsh/zpty || exit 3
+local fp=$1 outf=$2 cmdline=$3 setup=$2.setup line
+: >| $outf
+cat >| $setup <<SETUP
+PROMPT= RPROMPT=
+fpath=(${(q)fp} \$fpath)
+autoload -Uz compinit && compinit -u -D
+_zzsnap_alpha() { compadd alpha beta }
+compdef _zzsnap_alpha zzsnap-alpha
+compadd () {
+  if [[ \${@[1,(i)(-|--)]} == *-(O|A|D)\\ * ]]; then builtin compadd "\$@"; return; fi
+  local -a __hits
+  builtin compadd -O __hits "\$@"
+  (( \$#__hits )) && print -rl -- \$__hits >> ${(q)outf}
+  builtin compadd "\$@"
+}
+finish () { print -- '<end>' >> ${(q)outf}; exit }
+bindkey '^M' undefined; bindkey '^J' undefined; bindkey '^I' complete-word
+comppostfuncs=(finish)
+print 'setup''done'
+SETUP
+zpty z zsh -f -i || exit 3
+zpty -w z "source ${(q)setup}"
+integer i
+for (( i = 0; i < 100; i++ )); do
+  zpty -r z line || break
+  [[ $line == *setupdone* ]] && break
+done
+zpty -n -w z "$cmdline"$'\t'
+for (( i = 0; i < 200; i++ )); do
+  [[ -s $outf && $(<$outf) == *'<end>'* ]] && break
+  sleep 0.05
+done
+zpty -d z
+[[ $(<$outf) == *'<end>'* ]] || { print -u2 "zsh did not complete: $cmdline"; exit 4; }
+EOF
+	timeout 30 zsh -f "$T/capture.zsh" "$COMP" "$out" "$1" || return
+	grep -vxF '<end>' "$out" | sort -u
+}
+
+need_zsh() {
+	command -v zsh >/dev/null || skip "zsh is not installed"
+	zsh -fc 'zmodload zsh/zpty' 2>/dev/null || skip "zsh has no zpty module"
+	fixture
+}
+
+@test "zsh: option names" {
+	need_zsh
+	output=$(zsh_complete 'snaprun --')
+	expect --placeholder --root --commit-on --on-conflict --retries \
+		--lock --wait --nonblock --missing --no-sync --keep --clean \
+		--verbose --help --version
+}
+
+@test "zsh: --on-conflict values" {
+	need_zsh
+	output=$(zsh_complete 'snaprun --on-conflict=')
+	expect overwrite keep fail retry
+}
+
+@test "zsh: --missing values" {
+	need_zsh
+	output=$(zsh_complete 'snaprun -x --missing=')
+	expect absent empty error
+}
+
+@test "zsh: --root completes directories" {
+	need_zsh
+	output=$(zsh_complete 'snaprun --root=')
+	expect sub
+}
+
+@test "zsh: FILE completes files" {
+	need_zsh
+	output=$(zsh_complete 'snaprun ')
+	expect cache.db state.json sub
+	output=$(zsh_complete 'snaprun -c 0,1 st')
+	expect state.json
+}
+
+@test "zsh: after FILE, command names" {
+	need_zsh
+	output=$(zsh_complete 'snaprun cache.db zzsnap-')
+	expect zzsnap-alpha zzsnap-beta
+	output=$(zsh_complete 'snaprun --on-conflict=keep -x cache.db -- zzsnap-')
+	expect zzsnap-alpha zzsnap-beta
+	output=$(zsh_complete 'snaprun cache.db -')
+	expect --
+}
+
+@test "zsh: after CMD, CMD's own completion" {
+	need_zsh
+	output=$(zsh_complete 'snaprun --missing=empty cache.db zzsnap-alpha ')
+	expect alpha beta
+	output=$(zsh_complete 'snaprun -x cache.db -- zzsnap-beta st')
+	expect state.json
+	output=$(zsh_complete 'snaprun --clean cache.db ')
+	expect
+}
+
+# ---------------------------------------------------------------- fish
+
+# fish_complete LINE: what fish offers at the end of LINE (the candidate,
+# without its description).  The stub snaprun on PATH lets fish autoload
+# the completion file from fish_complete_path, as it does once installed.
+fish_complete() {
+	fish --no-config -c '
+		set -p fish_complete_path $argv[1]
+		complete -c zzsnap-alpha -f -a "alpha beta"
+		complete -C $argv[2]
+	' "$COMP" "$1" | cut -f1 | sort -u
+}
+
+need_fish() {
+	command -v fish >/dev/null || skip "fish is not installed"
+	fixture
+}
+
+@test "fish: option names" {
+	need_fish
+	output=$(fish_complete 'snaprun --')
+	expect --placeholder --root --commit-on --on-conflict --retries \
+		--lock --wait --nonblock --missing --no-sync --keep --clean \
+		--verbose --help --version
+}
+
+@test "fish: --on-conflict values" {
+	need_fish
+	output=$(fish_complete 'snaprun --on-conflict=')
+	expect --on-conflict=overwrite --on-conflict=keep --on-conflict=fail \
+		--on-conflict=retry
+	output=$(fish_complete 'snaprun --on-conflict ')
+	expect overwrite keep fail retry
+}
+
+@test "fish: --missing values" {
+	need_fish
+	output=$(fish_complete 'snaprun -x --missing ')
+	expect absent empty error
+}
+
+@test "fish: --root completes directories" {
+	need_fish
+	output=$(fish_complete 'snaprun --root ')
+	expect sub/
+	output=$(fish_complete 'snaprun --root=')
+	expect --root=sub/
+}
+
+@test "fish: FILE completes files" {
+	need_fish
+	output=$(fish_complete 'snaprun ')
+	expect cache.db state.json sub/
+	output=$(fish_complete 'snaprun -c 0,1 st')
+	expect state.json
+}
+
+@test "fish: after FILE, command names" {
+	need_fish
+	output=$(fish_complete 'snaprun cache.db zzsnap-')
+	expect zzsnap-alpha zzsnap-beta
+	output=$(fish_complete 'snaprun --on-conflict=keep -x cache.db -- zzsnap-')
+	expect zzsnap-alpha zzsnap-beta
+	output=$(fish_complete 'snaprun cache.db -')
+	expect --
+}
+
+@test "fish: after CMD, CMD's own completion" {
+	need_fish
+	output=$(fish_complete 'snaprun --missing=empty cache.db zzsnap-alpha ')
+	expect alpha beta
+	output=$(fish_complete 'snaprun -x cache.db -- zzsnap-beta st')
+	expect state.json
+	output=$(fish_complete 'snaprun --clean cache.db ')
+	expect
+}

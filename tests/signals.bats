@@ -1,0 +1,169 @@
+#!/usr/bin/env bats
+# Signals sent to snaprun while CMD runs: CMD is stopped and reaped, nothing
+# is committed, nothing is left, and snaprun dies by the same signal.
+
+load common
+load fs_helper
+
+teardown() {
+	# never leave a stray run behind when an assertion failed half-way
+	if [ -n "${cmdpid-}" ]; then kill -KILL "$cmdpid" 2>/dev/null || true; fi
+	if [ -n "${srpid-}" ]; then kill -KILL "$srpid" 2>/dev/null || true; fi
+	cd / && rm -rf "$T"
+}
+
+# start_run [SNAPRUN OPTION]... -- SCRIPT: run snaprun on f in the background
+# with CMD `sh -c SCRIPT sh {} PIDFILE`; SCRIPT writes its pid to "$2" once
+# it has written into the snapshot. Sets srpid and cmdpid.
+start_run() {
+	local opts=()
+	while [ "$1" != -- ]; do opts+=("$1"); shift; done
+	shift
+	printf old > f
+	waitstatus "$T/st" "$SNAPRUN" "${opts[@]}" f sh -c "$1" sh {} "$T/cmdpid" \
+		</dev/null >"$T/out" 2>"$T/err" 3>&- &
+	wait_for "$T/st.pid"
+	srpid=$(cat "$T/st.pid")
+	wait_for "$T/cmdpid"
+	cmdpid=$(cat "$T/cmdpid")
+	# CMD is a child of snaprun
+	[ "$(ps -o ppid= -p "$cmdpid" | tr -d ' ')" = "$srpid" ]
+	[ -f "$T/f" ]
+}
+
+writer='printf new > "$1"; echo $$ > "$2"; exec sleep 30'
+
+# finish EXPECTED: wait for snaprun's end and check the outcome.
+finish() {
+	wait_for "$T/st" 15
+	cat "$T/err" >&2
+	if [ "$(cat "$T/st")" != "$1" ]; then
+		echo "snaprun ended with '$(cat "$T/st")', expected '$1'" >&2
+		return 1
+	fi
+	pid_gone "$srpid"
+	pid_gone "$cmdpid"
+	srpid= cmdpid=
+	expect_content "$T/f" old
+	no_leftovers "$T"
+	[ ! -e "$T/core" ]
+}
+
+@test "SIGTERM to snaprun: CMD is stopped, nothing committed, snaprun dies by SIGTERM" {
+	start_run -- "$writer"
+	kill -TERM "$srpid"
+	finish "signal 15 core 0"
+}
+
+@test "SIGINT to snaprun: CMD is stopped, nothing committed, snaprun dies by SIGINT" {
+	start_run -- "$writer"
+	kill -INT "$srpid"
+	finish "signal 2 core 0"
+}
+
+@test "SIGHUP to snaprun: CMD is stopped, nothing committed, snaprun dies by SIGHUP" {
+	start_run -- "$writer"
+	kill -HUP "$srpid"
+	finish "signal 1 core 0"
+}
+
+@test "SIGQUIT to snaprun: dies by SIGQUIT without dumping core" {
+	ulimit -c unlimited 2>/dev/null || true
+	start_run -- 'ulimit -c 0; printf new > "$1"; echo $$ > "$2"; exec sleep 30'
+	kill -QUIT "$srpid"
+	finish "signal 3 core 0"
+}
+
+@test "bash sees 128+N after a signal: 143 for SIGTERM, 130 for SIGINT" {
+	for sig in TERM INT; do
+		rm -f cmdpid
+		printf old > f
+		# job control gives the background job default INT handling
+		set -m
+		"$SNAPRUN" f sh -c "$writer" sh {} "$T/cmdpid" </dev/null >out 2>err 3>&- &
+		srpid=$!
+		set +m
+		wait_for cmdpid
+		cmdpid=$(cat cmdpid)
+		kill -"$sig" "$srpid"
+		st=0
+		wait "$srpid" || st=$?
+		if [ $sig = TERM ]; then [ "$st" -eq 143 ]; else [ "$st" -eq 130 ]; fi
+		pid_gone "$cmdpid"
+		srpid= cmdpid=
+		expect_content f old
+		no_leftovers .
+	done
+}
+
+@test "SIGINT to the whole process group (as from a terminal): same outcome" {
+	SR_NEWPGRP=1 start_run -- "$writer"
+	kill -INT -- "-$srpid"
+	finish "signal 2 core 0"
+}
+
+@test "SIGTERM to the whole process group: same outcome" {
+	SR_NEWPGRP=1 start_run -- "$writer"
+	kill -TERM -- "-$srpid"
+	finish "signal 15 core 0"
+}
+
+@test "CMD that catches the signal and exits 0 is still not committed" {
+	start_run -- 'trap "exit 0" TERM; printf new > "$1"; echo $$ > "$2"; while :; do sleep 0.05; done'
+	kill -TERM "$srpid"
+	finish "signal 15 core 0"
+}
+
+@test "CMD that catches the signal and exits 0 is not committed even under -c 0-255" {
+	start_run -c 0-255 -- 'trap "exit 0" HUP; printf new > "$1"; echo $$ > "$2"; while :; do sleep 0.05; done'
+	kill -HUP "$srpid"
+	finish "signal 1 core 0"
+}
+
+@test "a signal with --keep: nothing committed, snaprun still dies by the signal" {
+	start_run --keep -- "$writer"
+	kill -TERM "$srpid"
+	wait_for "$T/st" 15
+	[ "$(cat "$T/st")" = "signal 15 core 0" ]
+	pid_gone "$cmdpid"
+	srpid= cmdpid=
+	expect_content f old
+	# whatever was kept is a .kept directory, never a live private one
+	left=$(leftovers .)
+	[ -z "$left" ] || [[ $left == *.kept ]]
+}
+
+@test "a signal while a missing FILE's CMD runs creates no FILE" {
+	rm -f f
+	waitstatus "$T/st" "$SNAPRUN" new.db sh -c "$writer" sh {} "$T/cmdpid" \
+		</dev/null >"$T/out" 2>"$T/err" 3>&- &
+	wait_for "$T/st.pid"
+	srpid=$(cat "$T/st.pid")
+	wait_for "$T/cmdpid"
+	cmdpid=$(cat "$T/cmdpid")
+	kill -TERM "$srpid"
+	wait_for "$T/st" 15
+	[ "$(cat "$T/st")" = "signal 15 core 0" ]
+	pid_gone "$cmdpid"
+	srpid= cmdpid=
+	[ ! -e new.db ]
+	no_leftovers .
+}
+
+@test "after a SIGKILL of snaprun, FILE is old or new, never partial" {
+	head -c 3000000 /dev/urandom > f
+	cp f ref
+	waitstatus "$T/st" "$SNAPRUN" f sh -c 'echo $$ > "$2"; exec sleep 30' sh {} "$T/cmdpid" \
+		</dev/null >"$T/out" 2>"$T/err" 3>&- &
+	wait_for "$T/st.pid"
+	srpid=$(cat "$T/st.pid")
+	wait_for "$T/cmdpid"
+	cmdpid=$(cat "$T/cmdpid")
+	kill -KILL "$srpid"
+	wait_for "$T/st" 15
+	[ "$(cat "$T/st")" = "signal 9 core 0" ]
+	cmp f ref
+	kill -KILL "$cmdpid" 2>/dev/null || true
+	pid_gone "$cmdpid"
+	srpid= cmdpid=
+}

@@ -1,0 +1,34 @@
+#!/bin/sh
+# Representative runs of snaprun under valgrind: a commit, a discarded
+# run, --root, --lock with --on-conflict, an error, an exec failure and
+# --clean.  valgrind's own exit status (99) marks any error or leak.
+# usage: tests/valgrind.sh "VALGRIND COMMAND" SNAPRUN
+set -u
+vg=$1 bin=$2
+dir=$(mktemp -d) || exit 1
+trap 'rm -rf "$dir"' EXIT
+cd "$dir" || exit 1
+head -c 1048576 /dev/urandom >data
+mkdir -p cache/3.11 && printf 'x' >cache/3.11/cache.db
+failed=0
+
+expect() { # expect STATUS ARG...: run snaprun under valgrind
+	want=$1; shift
+	$vg "$bin" "$@" >/dev/null 2>vg.log
+	got=$?
+	if [ "$got" -ne "$want" ]; then
+		echo "valgrind: snaprun $*: exit $got, expected $want" >&2
+		cat vg.log >&2
+		failed=1
+	fi
+}
+
+expect 0 -v data -- sh -c 'printf more >>"$1"' sh '{}'
+expect 3 --keep data -- sh -c 'exit 3'
+expect 0 --root cache -c 0,1 cache/3.11/cache.db -- sh -c 'printf y >>{}/3.11/cache.db'
+expect 0 -x --on-conflict=retry --retries=2 data -- true
+expect 0 --missing=empty new/file -- true
+expect 125 . -- true
+expect 127 data -- no-such-command-here
+expect 0 --clean data
+exit $failed
