@@ -87,6 +87,7 @@ static struct {
 	int srcfd;		/* FILE as snapshotted; -1 when it was absent */
 	struct stat orig;	/* FILE's identity and metadata at that time */
 	pid_t child;
+	int ran;		/* CMD ran on this snapshot */
 } run = { .dirfd = -1, .lockfd = -1, .privfd = -1, .srcfd = -1 };
 
 static volatile sig_atomic_t caught;
@@ -311,6 +312,7 @@ static int parse_options(int argc, char **argv)
 			if (errno || end == optarg || *end || !(opt.wait >= 0 && opt.wait < 1e9))
 				die("--wait", "not a number of seconds");
 			opt.lock = 1;
+			opt.nonblock = opt.wait < 1e-6;	/* below the timer's grain: as -n */
 			break;
 		case 'n': opt.nonblock = opt.lock = 1; break;
 		case O_MISSING: opt.missing = pick("--missing", optarg, missing_modes); break;
@@ -880,6 +882,7 @@ static int run_command(char **argv)
 		discard();
 		exit(err == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
 	}
+	run.ran = 1;
 	while (waitpid(run.child, &status, 0) < 0)
 		if (errno != EINTR)
 			die("waitpid", strerror(errno));
@@ -973,15 +976,15 @@ static enum outcome commit(void)
 	return COMMITTED;
 }
 
-/* Step 7: the private directory goes, or with --keep is set aside under
- * a name no cleaner takes for a leftover. */
+/* Step 7: the private directory goes, or with --keep (once CMD ran on
+ * it) is set aside under a name no cleaner takes for a leftover. */
 static void discard(void)
 {
 	if (run.privfd >= 0) {
 		struct stat st;
 		char *kept = join(run.priv, ".kept");
 
-		if (opt.keep && fstatat(run.privfd, run.rel, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		if (opt.keep && run.ran && fstatat(run.privfd, run.rel, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    rename(run.priv, kept) == 0) {
 			char *path = join(kept, "/", run.rel);
 
@@ -999,6 +1002,7 @@ static void discard(void)
 	if (run.srcfd >= 0)
 		close(run.srcfd);
 	run.srcfd = -1;
+	run.ran = 0;
 }
 
 /* stdin, stdout and stderr open, so no descriptor of ours becomes one. */

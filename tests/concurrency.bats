@@ -20,12 +20,12 @@ check_lines() {
 	[ "$(wc -l <f)" -eq $((n + 1)) ] || { echo "f has $(wc -l <f) lines, want $((n + 1))" >&2; return 1; }
 }
 
-@test "--lock: 24 parallel writers each append a line, all present once" {
+@test "--lock: 24 parallel writers never overlap, each line present once" {
 	local n=24 i pids=()
 	echo base >f
 	for i in $(seq 1 "$n"); do
 		timeout 60 "$SNAPRUN" --lock f \
-			sh -c "cat {} >/dev/null; sleep 0.01; echo line-$i >> {}" 3>&- &
+			sh -c "mkdir $T/busy || exit 9; cat {} >/dev/null; sleep 0.01; echo line-$i >> {}; rmdir $T/busy" 3>&- &
 		pids+=($!)
 	done
 	wait_all "${pids[@]}"
@@ -59,8 +59,9 @@ check_lines() {
 	echo base >f
 	for i in $(seq 1 "$n"); do
 		timeout 60 "$SNAPRUN" --on-conflict=fail f \
-			sh -c "cat {} >/dev/null; sleep 0.03; echo line-$i >> {}" 3>&- &
+			sh -c "cat {} >/dev/null; sleep 0.05; echo line-$i >> {}" 3>&- &
 		pids+=($!)
+		sleep 0.02 # staggered: some snapshots follow a commit, some race it
 	done
 	for i in $(seq 1 "$n"); do
 		st=0
@@ -199,6 +200,34 @@ check_lines() {
 	[ "$(cat "$T/gate.seen")" = "$(printf 'old\nfrom-B')" ]
 }
 
+@test "fail: two runs from an absent FILE, the later commit conflicts (75)" {
+	make_gate
+	timeout 30 "$SNAPRUN" --on-conflict=fail d/f "$T/gate" A from-A {} 3>&- &
+	local a=$! st=0
+	wait_for A.started.1
+	run timeout 10 "$SNAPRUN" --on-conflict=fail d/f sh -c 'echo from-B > {}'
+	[ "$status" -eq 0 ]
+	touch A.go.1
+	wait "$a" || st=$?
+	[ "$st" -eq 75 ]
+	[ "$(cat d/f)" = from-B ]
+	no_leftovers d
+}
+
+@test "fail: FILE removed by another process meanwhile is a conflict (75)" {
+	make_gate
+	echo old >f
+	timeout 30 "$SNAPRUN" --on-conflict=fail f "$T/gate" A from-A {} 3>&- &
+	local a=$! st=0
+	wait_for A.started.1
+	rm f
+	touch A.go.1
+	wait "$a" || st=$?
+	[ "$st" -eq 75 ]
+	[ ! -e f ]
+	no_leftovers .
+}
+
 @test "fail: FILE replaced outside snaprun by a same-size, same-mtime copy is a conflict" {
 	make_gate
 	printf 'same size and content\n' >f
@@ -266,6 +295,25 @@ check_lines() {
 	[ "$status" -eq 75 ]
 	lt 0.25 "$el"
 	lt "$el" 3
+	touch H.go.1
+	wait "$h" || st=$?
+	[ "$st" -eq 0 ]
+	[ "$(cat f)" = held ]
+}
+
+@test "--lock -w 0 and -w 0.0000001: give up at once (as flock -w 0)" {
+	make_gate
+	echo old >f
+	timeout 30 "$SNAPRUN" --lock f "$T/gate" H held {} 3>&- &
+	local h=$! st=0 t0 el w
+	wait_for H.started.1
+	for w in 0 0.0000001; do
+		t0=$EPOCHREALTIME
+		run timeout 3 "$SNAPRUN" --lock -w "$w" f sh -c 'echo intruder > {}'
+		el=$(since "$t0")
+		[ "$status" -eq 75 ] || { echo "-w $w: status $status after ${el}s (124: still waiting)" >&2; false; }
+		lt "$el" 1.5
+	done
 	touch H.go.1
 	wait "$h" || st=$?
 	[ "$st" -eq 0 ]

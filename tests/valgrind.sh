@@ -25,7 +25,7 @@ expect() { # expect STATUS ARG...: run snaprun under valgrind
 
 expect 0 -v data -- sh -c 'printf more >>"$1"' sh '{}'
 expect 3 --keep data -- sh -c 'exit 3'
-expect 0 --root cache -c 0,1 cache/3.11/cache.db -- sh -c 'printf y >>{}/3.11/cache.db'
+expect 0 --root cache -c 0,1 cache/3.11/cache.db -- sh -c 'printf y >>"$1/3.11/cache.db"' sh '{}'
 expect 0 -x --on-conflict=retry --retries=2 data -- true
 expect 0 --missing=empty new/file -- true
 expect 125 . -- true
