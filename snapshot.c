@@ -312,7 +312,7 @@ static int parse_options(int argc, char **argv)
 			if (errno || end == optarg || *end || !(opt.wait >= 0 && opt.wait < 1e9))
 				die("--wait", "not a number of seconds");
 			opt.lock = 1;
-			opt.nonblock = opt.wait < 1e-6;	/* below the timer's grain: as -n */
+			opt.nonblock = opt.wait < 1e-6;	/* below the timer's grain */
 			break;
 		case 'n': opt.nonblock = opt.lock = 1; break;
 		case O_MISSING: opt.missing = pick("--missing", optarg, missing_modes); break;
@@ -471,7 +471,9 @@ static void take_lock(int whole_run)
 		how |= LOCK_NB;
 	if (whole_run && opt.wait > 0) {
 		struct sigaction sa = { .sa_handler = lock_timeout };
-		struct itimerval t = { { 0, 0 }, { 0, 0 } };
+		/* It fires again every 10 ms: a first alarm that comes before
+		 * flock starts to wait must not leave it waiting for ever. */
+		struct itimerval t = { { 0, 10000 }, { 0, 0 } };
 
 		sigaction(SIGALRM, &sa, NULL);
 		t.it_value.tv_sec = (time_t)opt.wait;

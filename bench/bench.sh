@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/bench.sh — measure snaprun against what users would do instead.
 #
-# usage: bench/bench.sh [--quick] [--hyperfine] [--keep-dir] SNAPRUN
+# usage: bench/bench.sh [--quick] [--hyperfine] [--keep-dir] [--only LIST] SNAPRUN
 #
 # Every comparison is measured in one interleaved run (A,B,A,B,...) so that
 # machine noise hits both sides, and reported as a ratio of medians.
@@ -10,6 +10,7 @@
 #   --quick      small files and few samples (well under a minute; for CI)
 #   --hyperfine  also cross-check the small-file numbers with hyperfine
 #   --keep-dir   do not delete the working directory at the end
+#   --only LIST  run only these sections, e.g. --only 1,5
 #
 # Environment:
 #   BENCH_DIR    parent directory for the working directory (default: $TMPDIR
@@ -24,13 +25,15 @@
 set -u -o pipefail
 export LC_ALL=C
 
-QUICK=0 HYPERFINE=0 KEEPDIR=0 SNAPRUN=
-usage() { echo "usage: $0 [--quick] [--hyperfine] [--keep-dir] SNAPRUN" >&2; exit 2; }
+QUICK=0 HYPERFINE=0 KEEPDIR=0 SNAPRUN= ONLY=123456
+usage() { echo "usage: $0 [--quick] [--hyperfine] [--keep-dir] [--only LIST] SNAPRUN" >&2; exit 2; }
 while (($#)); do
 	case $1 in
 	--quick) QUICK=1 ;;
 	--hyperfine) HYPERFINE=1 ;;
 	--keep-dir) KEEPDIR=1 ;;
+	--only) (($# > 1)) || usage; ONLY=${2//[ ,]/}; shift ;;
+	--only=*) ONLY=${1#*=}; ONLY=${ONLY//[ ,]/} ;;
 	-h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	--) shift; break ;;
 	-*) usage ;;
@@ -41,12 +44,13 @@ done
 (($# == 1)) || usage
 SNAPRUN=$1
 
+want() { [[ $ONLY == *"$1"* ]]; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 note() { printf '  # %s\n' "$*"; }
 
 case $SNAPRUN in /*) ;; *) SNAPRUN=$PWD/$SNAPRUN ;; esac
 [[ -x $SNAPRUN && -f $SNAPRUN ]] || die "$SNAPRUN: not an executable file"
-TRUE=$(type -P true) || die "true: not found"
+TRUE=$(type -P true) || die "true: not found"   # "true alone"; snaprun gets plain `true`, found on PATH as users would
 
 # ---------------------------------------------------------------- sizes ----
 KIB=1024 MIB=$((1024 * 1024))
@@ -100,12 +104,23 @@ time_batch() {
 	now; T=$(((NOW - t0) / n))
 }
 
-# median VALUES... -> $MED
+# time_steady CMD... -> $T: one untimed run, flush, then one timed run, flush.
+# The untimed run puts the machine in the state this command leaves behind
+# (page cache, free memory), so the timed run does not pay for what the
+# other command of the pair did. Without it, on VMs with free-page
+# reporting, a command that needs fresh memory pays for the other's habits.
+time_steady() {
+	run "$@"; dropdirty
+	time_batch 1 "$@"; dropdirty
+}
+
+# median VALUES... -> $MED (and the smallest, $MIN)
 median() {
 	local -a s
 	mapfile -t s < <(printf '%s\n' "$@" | sort -n)
 	local n=${#s[@]}
 	if ((n % 2)); then MED=${s[n / 2]}; else MED=$(((s[n / 2 - 1] + s[n / 2]) / 2)); fi
+	MIN=${s[0]}
 }
 
 # fmt_ms US -> "1.234"
@@ -187,8 +202,17 @@ printf '  %-10s %s\n' \
 	kernel "$(uname -sr)" \
 	dir "$WORK" \
 	fs "$FSDESC" \
-	date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+	load "$(cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 [[ $FSTYPE == tmpfs ]] && note "the working directory is on tmpfs: copy and sync costs are not a disk's (set BENCH_DIR)"
+busy() { # warn when the machine is not quiet: results will be noisy
+	local l c
+	l=$(cut -d ' ' -f 1 /proc/loadavg 2>/dev/null) || return 0
+	c=$(nproc 2>/dev/null || echo 1)
+	awk -v l="$l" -v c="$c" 'BEGIN { exit !(l > c / 2) }' &&
+		note "load average $l on $c cores: the machine is busy, expect noise (rerun when idle)"
+}
+busy
 T_START=$SECONDS
 
 # Space: the large file, its copy, and (reflink section) an image holding
@@ -204,7 +228,7 @@ mkfile() { # mkfile PATH BYTES : real (non-sparse) data
 dropdirty() { sync -f . 2>/dev/null || sync; }
 
 mkfile small.db "$SMALL"
-if ((HAVE_SPACE)); then
+if ((HAVE_SPACE)) && { want 2 || want 4 || want 5; }; then
 	mkfile large.db "$LARGE"
 	dropdirty
 fi
@@ -212,8 +236,9 @@ LARGE_H=$(human "$LARGE")
 nospace() { skip "$1" "needs $((need_kib / 1024)) MiB free in $WORK, has $((avail_kib / 1024)) MiB"; }
 
 # ============================================================ section 1 ====
+s1() {
 section "1. fixed overhead: 4 KiB file, CMD=true (median of $S1_SAMPLES samples x $S1_BATCH runs)"
-A=("$SNAPRUN" --no-sync small.db "$TRUE")
+A=("$SNAPRUN" --no-sync small.db true)
 B=(sh -c 'cp "$1" "$2" && true "$2" && mv "$2" "$1"' sh small.db small.db.tmp)
 C=("$TRUE")
 for _ in 1 2 3 4 5; do run "${A[@]}"; run "${B[@]}"; run "${C[@]}"; done
@@ -242,7 +267,7 @@ if ((HYPERFINE)); then
 	if command -v hyperfine >/dev/null; then
 		note "hyperfine cross-check:"
 		hyperfine -N -w 20 -r $((S1_SAMPLES * S1_BATCH)) \
-			"$SNAPRUN --no-sync small.db $TRUE" \
+			"'$SNAPRUN' --no-sync small.db true" \
 			"sh -c 'cp small.db small.db.tmp && true small.db.tmp && mv small.db.tmp small.db'" \
 			"$TRUE" 2>&1 | sed 's/^/  | /' || die "hyperfine failed"
 	else
@@ -250,29 +275,39 @@ if ((HYPERFINE)); then
 	fi
 fi
 
+}
+want 1 && s1
+
 # ============================================================ section 2 ====
-section "2. copy cost: $LARGE_H file on $FSTYPE (median of $S2_SAMPLES, interleaved, page cache warm)"
+s2() {
+section "2. copy cost: $LARGE_H file on $FSTYPE (median of $S2_SAMPLES, interleaved, page cache warm, each timed run after an untimed one)"
 if ((HAVE_SPACE)); then
-	A=("$SNAPRUN" --no-sync large.db "$TRUE")
+	A=("$SNAPRUN" --no-sync large.db true)
 	B=(cp --reflink=auto large.db large.copy)
-	run "${A[@]}"; run "${B[@]}"; dropdirty
-	sa=() sb=()
+	C=(sh -c 'cp --reflink=auto "$1" "$2" && mv "$2" "$1"' sh large.db large.tmp)
+	sa=() sb=() sc=()
 	for ((s = 0; s < S2_SAMPLES; s++)); do
 		if ((s % 2)); then
-			time_batch 1 "${B[@]}"; sb+=("$T"); dropdirty
-			time_batch 1 "${A[@]}"; sa+=("$T"); dropdirty
+			time_steady "${C[@]}"; sc+=("$T")
+			time_steady "${B[@]}"; sb+=("$T")
+			time_steady "${A[@]}"; sa+=("$T")
 		else
-			time_batch 1 "${A[@]}"; sa+=("$T"); dropdirty
-			time_batch 1 "${B[@]}"; sb+=("$T"); dropdirty
+			time_steady "${A[@]}"; sa+=("$T")
+			time_steady "${B[@]}"; sb+=("$T")
+			time_steady "${C[@]}"; sc+=("$T")
 		fi
 	done
-	median "${sa[@]}"; ma=$MED
-	median "${sb[@]}"; mb=$MED
+	median "${sa[@]}"; ma=$MED; mina=$MIN
+	median "${sb[@]}"; mb=$MED; minb=$MIN
+	median "${sc[@]}"; mc=$MED
 	row "snaprun --no-sync f true (ms)" "$(fmt_ms "$ma")" -
 	row "cp --reflink=auto f t (ms)" "$(fmt_ms "$mb")" -
+	row "sh -c 'cp f t && mv t f' (ms)" "$(fmt_ms "$mc")" -
 	row "snaprun / cp" "$(ratio "$ma" "$mb")" "<= 1.05"
+	row "snaprun / cp, best of each" "$(ratio "$mina" "$minb")" -
+	row "snaprun / (cp && mv)" "$(ratio "$ma" "$mc")" -
 	row "snaprun throughput (MiB/s)" "$(awk -v b="$LARGE" -v u="$ma" 'BEGIN { printf "%.0f", b / 1048576 / (u / 1e6) }')" -
-	rm -f large.copy
+	rm -f large.copy large.tmp
 	case $FSTYPE in
 	xfs|btrfs|bcachefs|zfs) note "$FSTYPE may reflink: both sides may be clones here" ;;
 	*) note "$FSTYPE has no reflink: both sides copy the data in the kernel" ;;
@@ -281,10 +316,14 @@ else
 	nospace "large-file copy"
 fi
 
+}
+want 2 && s2
+
 # ============================================================ section 3 ====
+s3() {
 section "3. reflink filesystem: snapshot+commit of $(human "$XSMALL") vs $(human "$XLARGE") (xfs, median of $S3_SAMPLES)"
 s3_skip() { skip "reflink snapshot" "$1"; }
-s3() {
+s3_run() {
 	((EUID == 0)) || { s3_skip "not root (needs a loop mount)"; return; }
 	((HAVE_SPACE)) || { nospace "reflink snapshot"; return; }
 	local c
@@ -306,8 +345,8 @@ s3() {
 		"$SNAPRUN" --no-sync "$MNT/large.db" sh -c 'filefrag -v "$1" | grep -q shared' sh {} </dev/null >/dev/null 2>&1 && shared=yes
 		row "snapshot shares extents (reflink used)" "$shared" "= yes"
 	fi
-	local A=("$SNAPRUN" --no-sync "$MNT/small.db" "$TRUE") B=("$SNAPRUN" --no-sync "$MNT/large.db" "$TRUE")
-	local C=("$SNAPRUN" "$MNT/small.db" "$TRUE") D=("$SNAPRUN" "$MNT/large.db" "$TRUE")
+	local A=("$SNAPRUN" --no-sync "$MNT/small.db" true) B=("$SNAPRUN" --no-sync "$MNT/large.db" true)
+	local C=("$SNAPRUN" "$MNT/small.db" true) D=("$SNAPRUN" "$MNT/large.db" true)
 	local sa=() sb=() sc=() sd=() s ma mb mc md
 	for s in 1 2 3; do run "${A[@]}"; run "${B[@]}"; run "${C[@]}"; run "${D[@]}"; done
 	for ((s = 0; s < S3_SAMPLES; s++)); do
@@ -329,7 +368,7 @@ s3() {
 	row "durable, $(human "$XLARGE") / $(human "$XSMALL")" "$(ratio "$md" "$mc")" -
 	note "xfs on a loop device over $FSTYPE: durable numbers include the host's flush"
 }
-s3
+s3_run
 if [[ -n $MNT ]]; then
 	umount "$MNT" 2>/dev/null || die "cannot unmount $MNT"
 	MNT=
@@ -340,10 +379,14 @@ if [[ -n $LOOPDEV ]]; then
 fi
 rm -f xfs.img
 
+}
+want 3 && s3
+
 # ============================================================ section 4 ====
+s4() {
 section "4. cost of durability: default (fsync file + dir) vs --no-sync"
-A=("$SNAPRUN" small.db "$TRUE")
-B=("$SNAPRUN" --no-sync small.db "$TRUE")
+A=("$SNAPRUN" small.db true)
+B=("$SNAPRUN" --no-sync small.db true)
 run "${A[@]}"; run "${B[@]}"
 sa=() sb=()
 for ((s = 0; s < S4_SAMPLES; s++)); do
@@ -358,8 +401,8 @@ row "4 KiB, default (ms)" "$(fmt_ms "$ma")" -
 row "4 KiB, --no-sync (ms)" "$(fmt_ms "$mb")" -
 row "4 KiB, default / --no-sync" "$(ratio "$ma" "$mb")" -
 if ((HAVE_SPACE)); then
-	A=("$SNAPRUN" large.db "$TRUE")
-	B=("$SNAPRUN" --no-sync large.db "$TRUE")
+	A=("$SNAPRUN" large.db true)
+	B=("$SNAPRUN" --no-sync large.db true)
 	sa=() sb=()
 	dropdirty
 	for ((s = 0; s < S4L_SAMPLES; s++)); do
@@ -378,15 +421,19 @@ else
 	nospace "$LARGE_H durability"
 fi
 
+}
+want 4 && s4
+
 # ============================================================ section 5 ====
+s5() {
 section "5. peak memory (max RSS of snaprun and CMD, worst of $S5_RUNS)"
 GNUTIME=/usr/bin/time
 if [[ -x $GNUTIME ]] && "$GNUTIME" -f %M -o rss.out "$TRUE" 2>/dev/null && [[ -s rss.out ]]; then
 	maxrss() { # maxrss FILE -> $RSS (KiB), worst of S5_RUNS
 		local i r; RSS=0
 		for ((i = 0; i < S5_RUNS; i++)); do
-			"$GNUTIME" -f %M -o rss.out "$SNAPRUN" --no-sync "$1" "$TRUE" </dev/null >/dev/null ||
-				die "failed: $SNAPRUN --no-sync $1 $TRUE"
+			"$GNUTIME" -f %M -o rss.out "$SNAPRUN" --no-sync "$1" true </dev/null >/dev/null ||
+				die "failed: $SNAPRUN --no-sync $1 true"
 			r=$(tail -n 1 rss.out)
 			((r > RSS)) && RSS=$r
 		done
@@ -406,7 +453,11 @@ else
 	skip "peak memory" "GNU time not found at $GNUTIME (apt-get install time)"
 fi
 
+}
+want 5 && s5
+
 # ============================================================ section 6 ====
+s6() {
 section "6. contention: $WORKERS concurrent loops x $S6_PER_WORKER runs on one file, CMD appends a line (--no-sync)"
 # contend LABEL OPTS... : prints rows. Each worker counts its exit statuses.
 contend() {
@@ -452,7 +503,11 @@ contend fail --on-conflict=fail
 contend retry --on-conflict=retry
 rm -f c.db w.* .c.db.snaprun.lock
 
+}
+want 6 && s6
+
 # ============================================================== summary ====
 printf '\n== summary: %d goals met, %d missed, %ds\n' "$OKS" "$MISSES" $((SECONDS - T_START))
+busy
 for m in "${MISSED[@]}"; do printf '  MISS %s\n' "$m"; done
 exit 0

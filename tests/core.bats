@@ -1,8 +1,7 @@
-#!/usr/bin/env bats
-# One run of snaprun: the snapshot, CMD, the commit, the options around them.
-
 load common
 load fs_helper
+
+# One run of snaprun: the snapshot, CMD, the commit, the options around them.
 
 write_new='printf new > "$1"'
 
@@ -22,18 +21,55 @@ write_new='printf new > "$1"'
 @test "the snapshot starts as an exact copy of FILE" {
 	head -c 1234567 /dev/urandom > f
 	cp f ref
-	run sr f cmp {} ref
+	run sr f sh -c 'cmp "$1" ref && : > ran' sh {}
 	expect_status 0
+	[ -e ran ]
 	cmp f ref
 	no_leftovers .
 }
 
 @test "CMD that changes nothing: FILE keeps its content" {
 	printf 'same\n' > f
-	run sr f true
+	run sr f sh -c ': > ran' sh {}
 	expect_status 0
+	[ -e ran ]
 	expect_content f $'same\n'
 	no_leftovers .
+}
+
+@test "the snapshot is a separate file: FILE keeps its old content while CMD runs" {
+	printf old > f
+	run sr f sh -c 'printf new > "$1"; cat f > during; [ "$(stat -c %i "$1")" != "$(stat -c %i f)" ] && : > ran' sh {}
+	expect_status 0
+	[ -e ran ]
+	expect_content during old
+	expect_content f new
+}
+
+@test "a reader that opened FILE before the commit keeps reading the old version" {
+	printf old > f
+	exec 5< f
+	run sr f sh -c "$write_new" sh {}
+	expect_status 0
+	expect_content f new
+	[ "$(cat <&5)" = old ]
+	exec 5<&-
+}
+
+@test "FILE given as ./f, as an absolute path and through .." {
+	mkdir sub
+	printf 0 > f
+	run sr ./f sh -c 'printf 1 > "$1"' sh {}
+	expect_status 0
+	expect_content f 1
+	run sr "$T/f" sh -c 'printf 2 > "$1"' sh {}
+	expect_status 0
+	expect_content f 2
+	run sr sub/../f sh -c 'printf 3 > "$1"' sh {}
+	expect_status 0
+	expect_content f 3
+	no_leftovers .
+	no_leftovers sub
 }
 
 @test "placeholder is replaced in every argument, also inside larger ones" {
@@ -122,6 +158,7 @@ write_new='printf new > "$1"'
 }
 
 @test "the snapshot lives under FILE's basename in a private 0700 directory beside FILE" {
+	umask 000
 	mkdir -p a/b
 	printf old > a/b/data.db
 	run sr a/b/data.db sh -c '
@@ -214,10 +251,22 @@ write_new='printf new > "$1"'
 	no_leftovers .
 }
 
+@test "--commit-on accepts repeated values and overlapping ranges" {
+	printf old > f
+	run sr -c 0,0,3-5,4-4,5 f sh -c 'printf four > "$1"; exit 4' sh {}
+	expect_status 4
+	expect_content f four
+	run sr -c 0-0 f sh -c 'printf zero > "$1"' sh {}
+	expect_status 0
+	expect_content f zero
+	no_leftovers .
+}
+
 @test "a commit set without 0 does not commit a successful CMD" {
 	printf old > f
-	run sr -c 3 f sh -c "$write_new" sh {}
+	run sr -c 3 f sh -c 'printf new > "$1"; : > ran' sh {}
 	expect_status 0
+	[ -e ran ]
 	expect_content f old
 	no_leftovers .
 }
@@ -298,6 +347,22 @@ write_new='printf new > "$1"'
 	no_leftovers .
 }
 
+@test "setuid, setgid and sticky bits survive with the owner (as root)" {
+	need_root "chown"
+	for m in 4755 2750 1777 6711; do
+		printf old > f
+		chown nobody:nogroup f
+		chmod "$m" f
+		run sr f sh -c 'stat -c %a "$1" > snapmode; printf new > "$1"' sh {}
+		expect_status 0
+		expect_content f new
+		[ "$(cat snapmode)" = "$m" ]
+		[ "$(stat -c %a:%U:%G f)" = "$m:nobody:nogroup" ]
+		rm f
+	done
+	no_leftovers .
+}
+
 @test "user extended attributes are kept" {
 	need_cmd setfattr
 	need_cmd getfattr
@@ -354,12 +419,13 @@ write_new='printf new > "$1"'
 	mkdir real
 	printf old > real/data.db
 	ln -s real/data.db link
-	run sr link sh -c 'basename "$1" > base; (cd "$(dirname "$1")/.." && pwd -P) > where; printf new > "$1"' sh {}
+	run sr link sh -c 'basename "$1" > base; (cd "$(dirname "$1")/.." && pwd -P) > where; printf %s "$SNAPRUN_ORIGINAL" > orig; printf new > "$1"' sh {}
 	expect_status 0
 	[ -L link ]
 	[ "$(readlink link)" = real/data.db ]
 	expect_content real/data.db new
 	expect_content base $'data.db\n'
+	expect_content orig link
 	[ "$(cat where)" = "$(cd real && pwd -P)" ]
 	no_leftovers .
 	no_leftovers real
@@ -407,8 +473,9 @@ write_new='printf new > "$1"'
 
 @test "dangling symlink and CMD writes nothing: nothing is created" {
 	ln -s target.db link
-	run sr link true
+	run sr link sh -c ': > ran' sh {}
 	expect_status 0
+	[ -e ran ]
 	[ -L link ]
 	[ ! -e target.db ]
 	no_leftovers .
@@ -437,6 +504,7 @@ write_new='printf new > "$1"'
 	expect_content g old
 	[ "$(stat -c %i f)" != "$(stat -c %i g)" ]
 	[[ $stderr == 'snaprun: '*'hard link'* ]]
+	[[ $stderr == *2\ hard\ links* ]]
 	[[ $stderr == *f* ]]
 	no_leftovers .
 }
@@ -581,6 +649,38 @@ write_new='printf new > "$1"'
 	no_leftovers R
 }
 
+@test "--root and FILE spelled differently (relative, absolute, ., ..) still match" {
+	mkdir -p R/3.11
+	printf 0 > R/3.11/cache.db
+	run sr --root R "$T/R/3.11/cache.db" sh -c 'printf 1 > {}/3.11/cache.db'
+	expect_status 0
+	expect_content R/3.11/cache.db 1
+	run sr --root "$T/R" R/3.11/cache.db sh -c 'printf 2 > {}/3.11/cache.db'
+	expect_status 0
+	expect_content R/3.11/cache.db 2
+	run sr --root R/3.11/.. R/3.11/cache.db sh -c 'printf 3 > {}/3.11/cache.db'
+	expect_status 0
+	expect_content R/3.11/cache.db 3
+	cd R/3.11
+	run sr --root . cache.db sh -c 'printf 4 > {}/cache.db'
+	expect_status 0
+	expect_content cache.db 4
+	run sr --root .. cache.db sh -c 'printf 5 > {}/3.11/cache.db'
+	expect_status 0
+	expect_content cache.db 5
+	cd "$T"
+	no_leftovers R/3.11
+	no_leftovers R
+}
+
+@test "--root that is FILE itself is refused with 125" {
+	printf old > f
+	run --separate-stderr sr --root f f sh -c ': > ran' sh {}
+	expect_status 125
+	one_error_line
+	[ ! -e ran ]
+}
+
 @test "--root that is not an ancestor of FILE is refused with 125" {
 	mkdir R other
 	printf old > other/x.db
@@ -616,6 +716,17 @@ write_new='printf new > "$1"'
 	[[ $stderr == snaprun:* ]]
 }
 
+@test "--keep with CMD killed by a signal: kept, and snaprun dies by the signal" {
+	printf old > f
+	run --separate-stderr sr -k f sh -c 'printf new > "$1"; kill -TERM $$' sh {}
+	expect_status 143
+	expect_content f old
+	kept=$(find . -maxdepth 1 -name '.f.snaprun.*.kept')
+	[ -n "$kept" ] && [ -d "$kept" ]
+	expect_content "$kept/f" new
+	[[ $stderr == *"$(basename "$kept")"* ]]
+}
+
 @test "-k with a successful CMD commits and keeps nothing" {
 	printf old > f
 	run sr -k f sh -c "$write_new" sh {}
@@ -641,6 +752,7 @@ write_new='printf new > "$1"'
 	n=$(printf '%s\n' "$stderr" | grep -c '^snaprun: ')
 	[ "$n" -ge 3 ]
 	[ "$n" -eq "$(printf '%s\n' "$stderr" | wc -l)" ]
+	printf '%s\n' "$stderr" | grep -qi commit
 	no_leftovers .
 }
 
@@ -687,19 +799,22 @@ write_new='printf new > "$1"'
 	no_leftovers .
 }
 
-@test "the private directory descriptor is read-only" {
+@test "the private directory descriptor is read-only and holds a flock" {
 	printf old > f
 	run closefds timeout 30 "$SNAPRUN" f sh -c '
 		for n in 3 4 5 6 7 8 9; do
 			[ -e /proc/$$/fd/$n ] || continue
-			[ -d /proc/$$/fd/$n ] && sed -n "s/^flags:[[:space:]]*//p" /proc/$$/fdinfo/$n > flags
+			[ -d /proc/$$/fd/$n ] && cp /proc/$$/fdinfo/$n fdinfo
 		done
 		true' sh {} </dev/null
 	expect_status 0
-	[ -s flags ]
+	[ -s fdinfo ]
+	cat fdinfo >&2
 	# O_ACCMODE bits are the low two bits of the octal flags: 0 = O_RDONLY
-	flags=$(cat flags)
+	flags=$(sed -n 's/^flags:[[:space:]]*//p' fdinfo)
+	[ -n "$flags" ]
 	[ $(( 8#$flags & 3 )) -eq 0 ]
+	grep -q '^lock:.*FLOCK' fdinfo
 }
 
 # ----------------------------------------------------------------- sqlite
@@ -721,4 +836,73 @@ write_new='printf new > "$1"'
 	expect_status 0
 	[ "$(sqlite3 w.db 'SELECT group_concat(x) FROM t')" = 1,2 ]
 	no_leftovers .
+}
+
+# ------------------------------------------------------------------- more
+
+@test "snaprun nested in snaprun: the inner run commits into the outer snapshot" {
+	printf old > f
+	run sr f "$SNAPRUN" -I @@ {} sh -c 'printf new > "$1"' sh @@
+	expect_status 0
+	expect_content f new
+	[ "$(ls -A)" = f ]
+}
+
+@test "CMD's environment: SNAPRUN_* set by an outer caller are replaced" {
+	printf old > f
+	SNAPRUN_FILE=/bad SNAPRUN_ROOT=/bad SNAPRUN_ORIGINAL=/bad run sr f sh -c 'printf "%s\n" "$SNAPRUN_FILE" "$SNAPRUN_ROOT" "$SNAPRUN_ORIGINAL" > env.txt; printf new > "$SNAPRUN_FILE"' sh
+	expect_status 0
+	expect_content f new
+	! grep -q /bad env.txt
+	[ "$(sed -n 3p env.txt)" = f ]
+}
+
+@test "other environment variables reach CMD untouched" {
+	printf old > f
+	MY_SETTING='a b{}c' run sr f sh -c 'printf %s "$MY_SETTING" > env.txt' sh
+	expect_status 0
+	expect_content env.txt 'a b{}c'
+}
+
+@test "with stdin and stdout closed, no snaprun descriptor takes their place in CMD" {
+	printf old > f
+	status=0
+	closefds timeout 30 "$SNAPRUN" f sh -c '
+		LC_ALL=C ls -l /proc/self/fd > "$0/fds" 2>&1
+		(cd "$(dirname "$1")" && pwd -P) > "$0/privdir"
+		printf new > "$1"' "$T" {} <&- >&- 2>err || status=$?
+	expect_status 0
+	expect_content f new
+	cat fds >&2
+	priv=$(cat privdir)
+	# fds 0 and 1 are closed or harmless, never the private directory
+	awk '$(NF-2) <= 2 { print $NF }' fds > low
+	! grep -qxF "$priv" low
+	grep -q " -> $priv\$" fds
+	no_leftovers .
+}
+
+@test "a hidden FILE (leading dot) works" {
+	printf old > .cache.db
+	run sr .cache.db sh -c 'basename "$1" > base; printf new > "$1"' sh {}
+	expect_status 0
+	expect_content .cache.db new
+	expect_content base $'.cache.db\n'
+	[ "$(ls -A)" = $'.cache.db\nbase' ]
+}
+
+@test "a very long basename commits or is refused cleanly, never half-done" {
+	n=$(printf 'a%.0s' $(seq 250)).db
+	printf old > "$n"
+	run --separate-stderr sr "$n" sh -c 'printf new > "$1"' sh {}
+	if [ "$status" -eq 0 ]; then
+		expect_content "$n" new
+	else
+		expect_status 125
+		one_error_line
+		[[ $stderr == *"File name too long"* ]]
+		expect_content "$n" old
+	fi
+	no_leftovers .
+	[ "$(ls -A | wc -l)" -eq 1 ]
 }

@@ -16,15 +16,16 @@ spawn() {
 	mkfifo "$T/pipe"
 	cat "$T/pipe" >/dev/null 3>&- &
 	DRAIN=$!
-	exec 7>"$T/pipe"
-	"$SNAPRUN" "$@" >&7 7>&- 3>&- &
+	local w
+	exec {w}>"$T/pipe"
+	"$SNAPRUN" "$@" >&"$w" {w}>&- 3>&- &
 	PID=$!
-	exec 7>&-
+	exec {w}>&-
 }
 
 @test "SIGKILL at random instants of copy, CMD and commit: FILE intact, leftovers cleaned" {
-	local size=$((8 * 1024 * 1024)) iters=${SNAPRUN_CRASH_ITERS:-60}
-	local it m0 m1 cur next after st left d_ms phase
+	local size=$((8 * 1024 * 1024)) iters=${SNAPRUN_CRASH_ITERS:-80}
+	local it m0 m1 cur next mnext after st left d_ms phase
 	local before_cmd=0 in_cmd=0 after_cmd=0 finished=0 got_new=0 kept_old=0 had_left=0
 	mkdir d src
 	head -c "$size" /dev/urandom >src/v0
@@ -32,9 +33,8 @@ spawn() {
 	m0=$(md5 src/v0)
 	m1=$(md5 src/v1)
 	cp src/v0 d/f
-	# Calibrate: how long a whole run takes here (slower under sanitizers),
-	# so the kills spread over all of it.
-	# Median of 5 for the whole run and for the start of CMD.
+	# Calibrate (median of 5): how long a whole run takes here, and when its
+	# CMD starts (later under sanitizers), so the kills spread over all of it.
 	local t0 full early times=() starts=()
 	for it in 1 2 3 4 5; do
 		t0=$EPOCHREALTIME
@@ -50,7 +50,7 @@ spawn() {
 	cp src/v0 d/f
 	cur=$m0
 	for ((it = 1; it <= iters; it++)); do
-		if [ "$cur" = "$m0" ]; then next=v1; else next=v0; fi
+		if [ "$cur" = "$m0" ]; then next=v1 mnext=$m1; else next=v0 mnext=$m0; fi
 		rm -f cmd.started cmd.done
 		spawn d/f sh -c ': > "$0.started"; cat "$1" > "$2"; : > "$0.done"' \
 			"$T/cmd" "$T/src/$next" {}
@@ -80,7 +80,7 @@ spawn() {
 		after=$(md5 d/f)
 		if [ "$after" = "$cur" ]; then
 			kept_old=$((kept_old + 1))
-		elif [ "$after" = "$(md5 "src/$next")" ]; then
+		elif [ "$after" = "$mnext" ]; then
 			got_new=$((got_new + 1))
 		else
 			echo "iteration $it (kill after ${d_ms} ms): FILE is neither version" >&2
@@ -167,5 +167,26 @@ spawn() {
 	run timeout 10 "$SNAPRUN" --lock -n f sh -c 'echo next > {}'
 	[ "$status" -eq 0 ]
 	[ "$(cat f)" = next ]
+	no_leftovers .
+}
+
+@test "--clean and other runs leave a live run's private directory alone" {
+	make_gate
+	echo data >f
+	timeout 30 "$SNAPRUN" f "$T/gate" A from-A {} 3>&- &
+	local a=$! st=0 left
+	wait_for A.started.1
+	left=$(leftovers .)
+	[ -n "$left" ]
+	run timeout 10 "$SNAPRUN" --clean f
+	[ "$status" -eq 0 ]
+	run timeout 10 "$SNAPRUN" f -- true
+	[ "$status" -eq 0 ]
+	[ "$(leftovers .)" = "$left" ]
+	[ "$(cat "$left/f")" = from-A ]
+	touch A.go.1
+	wait "$a" || st=$?
+	[ "$st" -eq 0 ]
+	[ "$(cat f)" = from-A ]
 	no_leftovers .
 }

@@ -1,9 +1,8 @@
-#!/usr/bin/env bats
-# What snaprun refuses, and how it says so: one line, the right status,
-# FILE untouched, nothing left behind.
-
 load common
 load fs_helper
+
+# What snaprun refuses, and how it says so: one line, the right status,
+# FILE untouched, nothing left behind.
 
 # -------------------------------------------------------- CMD not runnable
 
@@ -55,6 +54,9 @@ load fs_helper
 
 @test "CMD not found with a missing FILE creates nothing" {
 	run -127 --separate-stderr sr new.db /nonexistent/cmd {}
+	one_error_line
+	[ ! -e new.db ]
+	run -127 --separate-stderr sr --missing=empty new.db /nonexistent/cmd {}
 	one_error_line
 	[ ! -e new.db ]
 	no_leftovers .
@@ -299,6 +301,15 @@ load fs_helper
 	no_leftovers R/3.11
 }
 
+@test "a hot sidecar beside a newly created FILE is refused and nothing is created" {
+	run --separate-stderr sr new.db sh -c 'printf new > "$1"; printf hot > "$1-wal"' sh {}
+	expect_status 125
+	one_error_line
+	[[ $stderr == *-wal* ]]
+	[ ! -e new.db ] && [ ! -e new.db-wal ]
+	no_leftovers .
+}
+
 @test "empty -wal and -journal sidecars are fine" {
 	printf old > f.db
 	run --separate-stderr sr f.db sh -c 'printf new > "$1"; : > "$1-wal"; : > "$1-journal"; : > "$1-shm"' sh {}
@@ -347,4 +358,33 @@ load fs_helper
 	[[ $stderr == *-journal* ]]
 	cmp f.db ref.db
 	no_leftovers .
+}
+
+@test "an empty placeholder is refused with 125" {
+	printf old > f
+	run --separate-stderr sr -I '' f sh -c ': > ran' sh {}
+	expect_status 125
+	one_error_line
+	[ ! -e ran ]
+}
+
+@test "FILE with a trailing slash that names a regular file: 125" {
+	printf old > f
+	run --separate-stderr sr f/ sh -c ': > ran' sh {}
+	expect_status 125
+	one_error_line
+	[ ! -e ran ]
+	expect_content f old
+	no_leftovers .
+}
+
+@test "FILE is / or . : 125, nothing created" {
+	for f in / . ..; do
+		run --separate-stderr sr "$f" sh -c ': > "$0/ran"' "$T"
+		expect_status 125
+		one_error_line
+		[ ! -e ran ]
+	done
+	no_leftovers .
+	no_leftovers /
 }

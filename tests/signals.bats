@@ -1,9 +1,8 @@
-#!/usr/bin/env bats
-# Signals sent to snaprun while CMD runs: CMD is stopped and reaped, nothing
-# is committed, nothing is left, and snaprun dies by the same signal.
-
 load common
 load fs_helper
+
+# Signals sent to snaprun while CMD runs: CMD is stopped and reaped, nothing
+# is committed, nothing is left, and snaprun dies by the same signal.
 
 teardown() {
 	# never leave a stray run behind when an assertion failed half-way
@@ -166,4 +165,20 @@ finish() {
 	kill -KILL "$cmdpid" 2>/dev/null || true
 	pid_gone "$cmdpid"
 	srpid= cmdpid=
+}
+
+@test "started with SIGCHLD ignored, snaprun still sees CMD's status and commits" {
+	printf old > f
+	# (timeout outside: it would reset SIGCHLD itself)
+	run --separate-stderr timeout 30 perl -e '$SIG{CHLD} = "IGNORE"; exec { $ARGV[0] } @ARGV' \
+		"$SNAPRUN" f sh -c 'printf new > "$1"' sh {}
+	expect_status 0
+	expect_content f new
+	[ -z "$stderr" ]
+	# (timeout outside: it would reset SIGCHLD itself)
+	run --separate-stderr timeout 30 perl -e '$SIG{CHLD} = "IGNORE"; exec { $ARGV[0] } @ARGV' \
+		"$SNAPRUN" f sh -c 'printf newer > "$1"; exit 3' sh {}
+	expect_status 3
+	expect_content f new
+	no_leftovers .
 }
