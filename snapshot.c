@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
@@ -433,6 +434,8 @@ static void resolve(const char *file)
 	char *target = final_target(file);
 	const char *slash = strrchr(target, '/');
 
+	if (!*file)
+		die("FILE", "the name is empty");
 	run.file = file;
 	run.base = join(slash ? slash + 1 : target);
 	run.dir = dir_of(target);
@@ -761,8 +764,13 @@ static void take_snapshot(void)
 			die(run.snapshot, strerror(errno));
 		how = copy_data(run.srcfd, out, run.orig.st_size);
 		copy_metadata(run.srcfd, out);
-		if (run.orig.st_nlink > 1)
-			say(run.file, "has other hard links; the commit replaces this name only");
+		if (run.orig.st_nlink > 1) {
+			char why[80];
+
+			snprintf(why, sizeof why, "has %ju hard links; the commit replaces this name only",
+			    (uintmax_t)run.orig.st_nlink);
+			say(run.file, why);
+		}
 	} else if (opt.missing == ERROR) {
 		die(run.file, strerror(ENOENT));
 	} else if (opt.missing == EMPTY) {
@@ -845,6 +853,7 @@ static void catch_signals(void)
 	sa.sa_sigaction = on_signal;
 	sa.sa_flags = SA_SIGINFO;	/* no SA_RESTART: a lock wait must end */
 	sigfillset(&sa.sa_mask);
+	signal(SIGCHLD, SIG_DFL);	/* an inherited SIG_IGN would reap CMD for us */
 	sigemptyset(&handled);
 	for (i = 0; i < sizeof forwarded / sizeof *forwarded; i++) {
 		if (sigaction(forwarded[i], NULL, &was) == 0 && was.sa_handler == SIG_IGN)
@@ -881,6 +890,7 @@ static int run_command(char **argv)
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (err != 0) {
 		say(args[0], strerror(err));
+		free_args(args);
 		discard();
 		exit(err == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
 	}
@@ -910,9 +920,11 @@ static void refuse_sidecars(void)
 		struct stat st;
 
 		if (fstatat(run.privfd, side, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_size > 0) {
-			char *why = join(strrchr(run.snapshot, '/') + 1, sidecars[i],
-			    " is not empty (database not closed cleanly); nothing committed");
+			char why[NAME_MAX + 80];
 
+			snprintf(why, sizeof why, "%s%s is not empty (database not closed cleanly); "
+			    "nothing committed", strrchr(run.snapshot, '/') + 1, sidecars[i]);
+			free(side);
 			die(run.file, why);
 		}
 		free(side);

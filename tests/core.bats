@@ -471,6 +471,27 @@ write_new='printf new > "$1"'
 	no_leftovers .
 }
 
+@test "dangling symlink into missing directories: they are created, the link kept" {
+	ln -s data/sub/target.db link
+	run sr link sh -c 'printf new > "$1"' sh {}
+	expect_status 0
+	[ -L link ]
+	expect_content data/sub/target.db new
+	no_leftovers data/sub
+	no_leftovers .
+}
+
+@test "FILE reached through a symlinked directory" {
+	mkdir real
+	printf old > real/f
+	ln -s real dl
+	run sr dl/f sh -c "$write_new" sh {}
+	expect_status 0
+	expect_content real/f new
+	[ -L dl ]
+	[ "$(ls -A real)" = f ]
+}
+
 @test "dangling symlink and CMD writes nothing: nothing is created" {
 	ln -s target.db link
 	run sr link sh -c ': > ran' sh {}

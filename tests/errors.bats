@@ -11,7 +11,8 @@ load fs_helper
 	run -127 --separate-stderr sr f /nonexistent/dir/cmd {}
 	one_error_line
 	[[ $stderr == */nonexistent/dir/cmd* ]]
-	run -127 --separate-stderr sr f snaprun-no-such-command-on-path {}
+	# (a PATH without unreadable directories: those turn ENOENT into EACCES)
+	PATH=/usr/bin:/bin run -127 --separate-stderr sr f snaprun-no-such-command-on-path {}
 	one_error_line
 	[[ $stderr == *snaprun-no-such-command-on-path* ]]
 	expect_content f old

@@ -25,6 +25,11 @@ one_error_line() {
 		printf 'error line does not start with "snaprun: ": %s\n' "$stderr" >&2
 		return 1
 	fi
+	# snaprun: WHAT: WHY
+	if [[ $stderr != 'snaprun: '?*': '?* ]]; then
+		printf 'error line is not "snaprun: WHAT: WHY": %s\n' "$stderr" >&2
+		return 1
+	fi
 }
 
 # expect_status N: fail with the captured output unless $status is N.
