@@ -39,6 +39,10 @@ extern char **environ;
 #include <sys/xattr.h>
 #endif
 
+#ifndef NAME_MAX
+#define NAME_MAX 255
+#endif
+
 #ifndef SNAPRUN_VERSION
 #define SNAPRUN_VERSION "unknown"
 #endif
@@ -78,6 +82,7 @@ static struct {
 	const char *file;	/* FILE as the user gave it */
 	char *dir;		/* directory of FILE's final target */
 	char *base;		/* basename of FILE's final target */
+	char *prefix;		/* ".BASE.snaprun.", the start of our names */
 	char *rel;		/* snapshot path inside the private directory */
 	int dirfd;
 	int lockfd;
@@ -323,8 +328,8 @@ static int parse_options(int argc, char **argv)
 		case 'v': opt.verbose = 1; break;
 		case 'h': usage(); exit(0);
 		case 'V': puts("snaprun " SNAPRUN_VERSION); exit(0);
-		case ':': die(argv[optind - 1], "needs an argument");
-		default: die(argv[optind - 1], "unknown option (see --help)");
+		case ':': die(argv[optind - 1 < argc ? optind - 1 : argc - 1], "needs an argument");
+		default: die(argv[optind - 1 < argc ? optind - 1 : argc - 1], "unknown option (see --help)");
 		}
 	}
 	if (optind >= argc)
@@ -427,6 +432,17 @@ static char *path_below_root(void)
 	return rel;
 }
 
+/* ".BASE.snaprun.", BASE cut short where the names made from it
+ * (six more characters) would exceed NAME_MAX. */
+static char *name_prefix(const char *base)
+{
+	char *p = join(".", base, ".snaprun.");
+
+	if (strlen(p) + 6 > NAME_MAX)
+		memcpy(p + NAME_MAX - 6 - 9, ".snaprun.", 10);
+	return p;
+}
+
 /* Step 1: find FILE's directory and name, creating the parents of an
  * absent FILE unless --missing=error. */
 static void resolve(const char *file)
@@ -452,6 +468,7 @@ static void resolve(const char *file)
 	if (run.dirfd < 0)
 		die(run.dir, strerror(errno));
 	run.rel = opt.root ? path_below_root() : join(run.base);
+	run.prefix = name_prefix(run.base);
 }
 
 static void lock_timeout(int sig)
@@ -463,7 +480,7 @@ static void lock_timeout(int sig)
 /* flock(2) on ".BASE.snaprun.lock"; exits 75 when it cannot be had. */
 static void take_lock(int whole_run)
 {
-	char *name = join(".", run.base, ".snaprun.lock");
+	char *name = join(run.prefix, "lock");
 	int how = LOCK_EX;
 
 	run.lockfd = openat(run.dirfd, name, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
@@ -538,8 +555,7 @@ static int remove_tree(int at, const char *name)
  * locked: a live run, or the CMD of a dead one, keeps its lock. */
 static void remove_leftovers(void)
 {
-	char *prefix = join(".", run.base, ".snaprun.");
-	size_t n = strlen(prefix);
+	size_t n = strlen(run.prefix);
 	struct dirent *e;
 	DIR *d;
 	int fd = fcntl(run.dirfd, F_DUPFD_CLOEXEC, 0);
@@ -549,7 +565,7 @@ static void remove_leftovers(void)
 	while ((e = readdir(d))) {
 		int priv;
 
-		if (strncmp(e->d_name, prefix, n) != 0 || strlen(e->d_name) != n + 6)
+		if (strncmp(e->d_name, run.prefix, n) != 0 || strlen(e->d_name) != n + 6)
 			continue;
 		priv = openat(run.dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (priv < 0)
@@ -563,7 +579,6 @@ static void remove_leftovers(void)
 		close(priv);
 	}
 	closedir(d);
-	free(prefix);
 }
 
 /* Make and lock the private directory.  A cleaner may remove it between
@@ -573,7 +588,7 @@ static void make_private_dir(void)
 	for (;;) {
 		struct stat st;
 
-		run.priv = join(run.dir, "/.", run.base, ".snaprun.XXXXXX");
+		run.priv = join(run.dir, "/", run.prefix, "XXXXXX");
 		run.privname = run.priv + strlen(run.dir) + 1;
 		if (!mkdtemp(run.priv))
 			die(run.priv, strerror(errno));

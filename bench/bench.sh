@@ -18,7 +18,7 @@
 #
 # Exit status: 0 when everything ran, even if goals were missed (they are
 # printed as MISS); 1 when something failed to run; 2 on bad usage.
-# Needs bash >= 4 (bash >= 5 for a fork-free clock), coreutils; optional:
+# Needs bash >= 4.4 (bash >= 5 for a fork-free clock), coreutils; optional:
 # /usr/bin/time (GNU time, for peak memory), root + losetup + mkfs.xfs (for
 # the reflink section), filefrag, hyperfine.
 

@@ -8,6 +8,8 @@ teardown() {
 	# never leave a stray run behind when an assertion failed half-way
 	if [ -n "${cmdpid-}" ]; then kill -KILL "$cmdpid" 2>/dev/null || true; fi
 	if [ -n "${srpid-}" ]; then kill -KILL "$srpid" 2>/dev/null || true; fi
+	# let the status writer finish before its directory goes away
+	if [ -n "${wrpid-}" ]; then wait "$wrpid" 2>/dev/null || true; fi
 	cd / && rm -rf "$T"
 }
 
@@ -21,6 +23,7 @@ start_run() {
 	printf old > f
 	waitstatus "$T/st" "$SNAPRUN" "${opts[@]}" f sh -c "$1" sh {} "$T/cmdpid" \
 		</dev/null >"$T/out" 2>"$T/err" 3>&- &
+	wrpid=$!
 	wait_for "$T/st.pid"
 	srpid=$(cat "$T/st.pid")
 	wait_for "$T/cmdpid"
@@ -136,6 +139,7 @@ finish() {
 	rm -f f
 	waitstatus "$T/st" "$SNAPRUN" new.db sh -c "$writer" sh {} "$T/cmdpid" \
 		</dev/null >"$T/out" 2>"$T/err" 3>&- &
+	wrpid=$!
 	wait_for "$T/st.pid"
 	srpid=$(cat "$T/st.pid")
 	wait_for "$T/cmdpid"
@@ -154,6 +158,7 @@ finish() {
 	cp f ref
 	waitstatus "$T/st" "$SNAPRUN" f sh -c 'echo $$ > "$2"; exec sleep 30' sh {} "$T/cmdpid" \
 		</dev/null >"$T/out" 2>"$T/err" 3>&- &
+	wrpid=$!
 	wait_for "$T/st.pid"
 	srpid=$(cat "$T/st.pid")
 	wait_for "$T/cmdpid"
