@@ -118,6 +118,45 @@ write_new='printf new > "$1"'
 	no_leftovers .
 }
 
+@test "the substituted path is not scanned again for the placeholder" {
+	printf old > f
+	# the snapshot path itself contains "snap"
+	run sr -I snap f sh -c 'printf "%s\n" "$1" "$2" > args; printf new > "$1"' sh snap xsnapysnap
+	expect_status 0
+	expect_content f new
+	mapfile -t a < args
+	[[ ${a[0]} == *.f.snaprun.*/f ]]
+	[ "${a[1]}" = "x${a[0]}y${a[0]}" ]
+	# FILE's own name contains {}
+	printf old > 'x{}.db'
+	run sr 'x{}.db' sh -c 'printf "%s\n" "$1" > args; printf new > "$1"' sh {}
+	expect_status 0
+	expect_content 'x{}.db' new
+	[[ $(cat args) == *'.x{}.db.snaprun.'*'/x{}.db' ]]
+	no_leftovers .
+}
+
+@test "placeholder occurrences are replaced left to right without overlap" {
+	printf old > f
+	run sr -I aa f sh -c 'printf "%s\n" "$1" "$2" > args' sh aaa aaaa
+	expect_status 0
+	mapfile -t a < args
+	p=${a[0]%a}
+	[[ $p == *.f.snaprun.*/f ]]
+	[ "${a[0]}" = "${p}a" ]
+	[ "${a[1]}" = "${p}${p}" ]
+}
+
+@test "the placeholder is replaced in the command name too" {
+	printf '#!/bin/sh\nprintf "#!/bin/sh\\nexit 0\\n" > "$0"\n' > script
+	chmod 755 script
+	run sr script {}
+	expect_status 0
+	[ "$(cat script)" = $'#!/bin/sh\nexit 0' ]
+	[ -x script ]
+	no_leftovers .
+}
+
 @test "SNAPRUN_FILE, SNAPRUN_ROOT and SNAPRUN_ORIGINAL are exported to CMD" {
 	mkdir sub
 	printf old > sub/f
@@ -562,8 +601,30 @@ write_new='printf new > "$1"'
 	no_leftovers .
 }
 
-@test "FILE name with glob and quote characters" {
-	n="it's [a] *.db"
+@test "FILE name with printf directives, with -v and in an error" {
+	printf old > '%s%n%x.db'
+	run --separate-stderr sr -v '%s%n%x.db' sh -c "$write_new" sh {}
+	expect_status 0
+	expect_content '%s%n%x.db' new
+	[[ $stderr == *'%s%n%x.db'* ]]
+	run --separate-stderr sr --missing=error '%s%n%s%s.db' true
+	expect_status 125
+	one_error_line
+	[[ $stderr == *'%s%n%s%s.db'* ]]
+	no_leftovers .
+}
+
+@test "FILE name that is not valid UTF-8" {
+	n=$'bad\xff\xfe.db'
+	printf old > "$n"
+	run sr "$n" sh -c "$write_new" sh {}
+	expect_status 0
+	expect_content "$n" new
+	no_leftovers .
+}
+
+@test "FILE name with glob, quote and backslash characters" {
+	n="it's [a] *\\x.db"
 	printf old > "$n"
 	run sr "$n" sh -c "$write_new" sh {}
 	expect_status 0
@@ -761,6 +822,28 @@ write_new='printf new > "$1"'
 	run sr --no-sync f sh -c "$write_new" sh {}
 	expect_status 0
 	expect_content f new
+	no_leftovers .
+}
+
+@test "a commit flushes the snapshot before the rename and the directory after; --no-sync does neither" {
+	need_cmd strace
+	printf old > f
+	strace -qq -o trace -e trace=fsync,fdatasync,sync_file_range,syncfs,sync,rename,renameat,renameat2 true 2>/dev/null ||
+		skip "strace cannot trace here"
+	run strace -f -qq -o trace -e trace=fsync,fdatasync,syncfs,sync,rename,renameat,renameat2 \
+		timeout 30 "$SNAPRUN" f sh -c "$write_new" sh {}
+	expect_status 0
+	expect_content f new
+	cat trace >&2
+	# -f: timeout is traced, snaprun is its child
+	awk '/rename/ { r = NR } /sync/ && !r { before++ } /sync/ && r { after++ } END { exit !(r && before && after) }' trace
+	printf old > f
+	run strace -f -qq -o trace -e trace=fsync,fdatasync,syncfs,sync,rename,renameat,renameat2 \
+		"$SNAPRUN" --no-sync f sh -c "$write_new" sh {}
+	expect_status 0
+	expect_content f new
+	grep -q rename trace
+	! grep -q sync trace
 	no_leftovers .
 }
 

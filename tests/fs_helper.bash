@@ -79,7 +79,7 @@ pid_gone() {
 	return 1
 }
 
-# waitstatus OUT CMD [ARG]...: run CMD with INT/QUIT/TERM/HUP at their
+# waitstatus OUT CMD [ARG]...: run CMD with INT/QUIT/TERM/HUP/PIPE at their
 # default disposition (bash makes background jobs ignore INT and QUIT),
 # write its pid to OUT.pid at once, and "exit N" or "signal N core C" to
 # OUT when it ends. Meant to be run in the background.
@@ -88,7 +88,7 @@ waitstatus() {
 	shift
 	perl -e '
 		my $out = shift @ARGV;
-		$SIG{$_} = "DEFAULT" for qw(INT QUIT TERM HUP);
+		$SIG{$_} = "DEFAULT" for qw(INT QUIT TERM HUP PIPE);
 		my $pid = fork() // die "fork: $!";
 		if ($pid == 0) {
 			setpgrp(0, 0) if $ENV{SR_NEWPGRP};

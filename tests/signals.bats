@@ -187,3 +187,46 @@ finish() {
 	expect_content f new
 	no_leftovers .
 }
+
+@test "SIGTERM while the snapshot is still being copied: no CMD, nothing left" {
+	head -c 200M /dev/zero > big
+	waitstatus "$T/st" "$SNAPRUN" big sh -c ': > "$0/ran"; echo $$ > "$0/cmdpid"; exec sleep 30' "$T" {} \
+		</dev/null >"$T/out" 2>"$T/err" 3>&- &
+	wrpid=$!
+	wait_for "$T/st.pid"
+	srpid=$(cat "$T/st.pid")
+	sleep 0.02
+	kill -TERM "$srpid"
+	wait_for "$T/st" 15
+	[ "$(cat "$T/st")" = "signal 15 core 0" ]
+	pid_gone "$srpid"
+	if [ -s cmdpid ]; then
+		# the copy won the race: CMD must be gone all the same
+		cmdpid=$(cat cmdpid)
+		pid_gone "$cmdpid"
+	fi
+	srpid= cmdpid=
+	[ "$(stat -c %s big)" -eq $((200 * 1024 * 1024)) ]
+	cmp -n $((200 * 1024 * 1024)) big /dev/zero
+	no_leftovers .
+}
+
+@test "stderr is a pipe nobody reads: snaprun neither strands CMD nor leaves its directory" {
+	printf old > f
+	# a pipe whose reader is already gone: writing to it raises SIGPIPE
+	exec 4> >(exec true)
+	sleep 0.2
+	waitstatus "$T/st" "$SNAPRUN" -v f sh -c 'echo $$ > "$0/cmdpid"; sleep 0.3; printf new > "$1"' "$T" {} \
+		</dev/null >"$T/out" 2>&4 3>&- &
+	wrpid=$!
+	exec 4>&-
+	wait_for "$T/st" 15
+	echo "snaprun: $(cat "$T/st")" >&2
+	if [ -s cmdpid ]; then
+		cmdpid=$(cat cmdpid)
+		pid_gone "$cmdpid" 2
+	fi
+	srpid= cmdpid=
+	[ "$(cat f)" = old ] || [ "$(cat f)" = new ]
+	no_leftovers .
+}
