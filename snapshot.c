@@ -537,6 +537,9 @@ static int remove_tree(int at, const char *name)
 	fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -1;
+	/* CMD may have left it read-only (as go mod download does); it is
+	 * ours to empty.  Where it is not ours, the unlinks below say so. */
+	(void)fchmod(fd, S_IRWXU);
 	d = fdopendir(fd);
 	if (!d) {
 		close(fd);
@@ -870,6 +873,11 @@ static void catch_signals(void)
 	sigfillset(&sa.sa_mask);
 	signal(SIGCHLD, SIG_DFL);	/* an inherited SIG_IGN would reap CMD for us */
 	sigemptyset(&handled);
+	/* A closed stderr must not stop the cleanup; CMD still gets SIGPIPE. */
+	if (sigaction(SIGPIPE, NULL, &was) == 0 && was.sa_handler != SIG_IGN) {
+		signal(SIGPIPE, SIG_IGN);
+		sigaddset(&handled, SIGPIPE);
+	}
 	for (i = 0; i < sizeof forwarded / sizeof *forwarded; i++) {
 		if (sigaction(forwarded[i], NULL, &was) == 0 && was.sa_handler == SIG_IGN)
 			continue;

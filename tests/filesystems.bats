@@ -181,6 +181,28 @@ as_nobody() {
 	no_leftovers w
 }
 
+@test "as an unprivileged user, read-only directories CMD leaves are still cleaned up" {
+	need_root "switching to nobody"
+	need_cmd setpriv
+	chmod 755 "$T"
+	mkdir w
+	chown nobody:nogroup w
+	as_nobody true 2>/dev/null || skip "cannot run as nobody"
+	as_nobody test -x "$SNAPRUN" || skip "nobody cannot run $SNAPRUN"
+	as_nobody sh -c 'printf old > w/f'
+	# as `go mod download` does: read-only trees
+	run --separate-stderr as_nobody timeout 30 "$SNAPRUN" w/f sh -c '
+		d=$(dirname "$1")
+		mkdir -p "$d/mod/a/b" && : > "$d/mod/a/b/x" && : > "$d/mod/y"
+		chmod 555 "$d/mod/a/b" "$d/mod/a" "$d/mod"
+		printf new > "$1"' sh {}
+	expect_status 0
+	expect_content w/f new
+	[ -z "$stderr" ]
+	no_leftovers w
+	[ "$(ls -A w)" = f ]
+}
+
 # ---------------------------------------------------------------- reflinks
 
 @test "on XFS with reflink the snapshot shares FILE's extents" {
