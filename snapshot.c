@@ -93,7 +93,7 @@ static struct {
 	int srcfd;		/* FILE as snapshotted; -1 when it was absent */
 	struct stat orig;	/* FILE's identity and metadata at that time */
 	pid_t child;
-	int ran;		/* CMD ran on this snapshot */
+	int keepable;		/* CMD ran on the snapshot, not committed */
 } run = { .dirfd = -1, .lockfd = -1, .privfd = -1, .srcfd = -1 };
 
 static volatile sig_atomic_t caught;
@@ -525,15 +525,17 @@ static void release_lock(void)
 	run.lockfd = -1;
 }
 
-/* Remove name below at and all in it; never follows a symbolic link. */
-static int remove_tree(int at, const char *name)
+static int remove_tree(int at, const char *name);
+
+/* Remove the directory name below at and all in it. */
+static int remove_dir(int at, const char *name)
 {
 	struct dirent *e;
 	DIR *d;
 	int fd, r = 0;
 
-	if (unlinkat(at, name, 0) == 0)
-		return 0;
+	if (unlinkat(at, name, AT_REMOVEDIR) == 0)
+		return 0;	/* empty, as after most commits */
 	fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -1;
@@ -554,15 +556,29 @@ static int remove_tree(int at, const char *name)
 	return r;
 }
 
+/* Remove name below at, whatever it is; never follows a symbolic link. */
+static int remove_tree(int at, const char *name)
+{
+	if (unlinkat(at, name, 0) == 0 || errno == ENOENT)
+		return 0;
+	return remove_dir(at, name);
+}
+
 /* Leftovers of runs that died are private directories nobody holds
  * locked: a live run, or the CMD of a dead one, keeps its lock. */
 static void remove_leftovers(void)
 {
 	size_t n = strlen(run.prefix);
 	struct dirent *e;
+	struct stat st;
 	DIR *d;
-	int fd = fcntl(run.dirfd, F_DUPFD_CLOEXEC, 0);
+	int fd;
 
+	/* A directory links to itself twice and once from each directory
+	 * in it (btrfs says 1 instead): at 2 there is nothing to look for. */
+	if (fstat(run.dirfd, &st) == 0 && st.st_nlink == 2)
+		return;
+	fd = fcntl(run.dirfd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0 || !(d = fdopendir(fd)))
 		die(run.dir, strerror(errno));
 	while ((e = readdir(d))) {
@@ -574,7 +590,7 @@ static void remove_leftovers(void)
 		if (priv < 0)
 			continue;
 		if (flock(priv, LOCK_EX | LOCK_NB) == 0) {
-			if (remove_tree(run.dirfd, e->d_name) == 0)
+			if (remove_dir(run.dirfd, e->d_name) == 0)
 				verbose(e->d_name, "removed what a killed run left");
 			else
 				say(e->d_name, "cannot remove what a killed run left");
@@ -917,7 +933,7 @@ static int run_command(char **argv)
 		discard();
 		exit(err == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
 	}
-	run.ran = 1;
+	run.keepable = 1;
 	while (waitpid(run.child, &status, 0) < 0)
 		if (errno != EINTR)
 			die("waitpid", strerror(errno));
@@ -972,6 +988,20 @@ static int changed_since_snapshot(void)
 	    now.st_ctim.tv_sec != o->st_ctim.tv_sec || now.st_ctim.tv_nsec != o->st_ctim.tv_nsec;
 }
 
+/* rename(2) the snapshot over FILE.  Under --no-sync, on Linux, the two
+ * are exchanged instead when FILE is there: ext4 flushes a file's data
+ * when a rename replaces another (auto_da_alloc), which is the cost
+ * --no-sync waives.  The old FILE then goes with the private directory. */
+static int replace_file(void)
+{
+#ifdef RENAME_EXCHANGE
+	if (!opt.sync && run.srcfd >= 0 &&
+	    renameat2(run.privfd, run.rel, run.dirfd, run.base, RENAME_EXCHANGE) == 0)
+		return 0;
+#endif
+	return renameat(run.privfd, run.rel, run.dirfd, run.base);
+}
+
 /* Step 6: only a regular, self-contained snapshot replaces FILE. */
 static enum outcome commit(void)
 {
@@ -1003,8 +1033,9 @@ static enum outcome commit(void)
 		return CONFLICTED;
 	}
 	check_interrupt();
-	if (renameat(run.privfd, run.rel, run.dirfd, run.base) != 0)
+	if (replace_file() != 0)
 		die(run.file, strerror(errno));
+	run.keepable = 0;
 	if (!opt.lock)
 		release_lock();
 	if (opt.sync && fsync(run.dirfd) != 0)
@@ -1021,13 +1052,13 @@ static void discard(void)
 		struct stat st;
 		char *kept = join(run.priv, ".kept");
 
-		if (opt.keep && run.ran && fstatat(run.privfd, run.rel, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		if (opt.keep && run.keepable && fstatat(run.privfd, run.rel, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    rename(run.priv, kept) == 0) {
 			char *path = join(kept, "/", run.rel);
 
 			say("snapshot kept", path);
 			free(path);
-		} else if (remove_tree(run.dirfd, run.privname) != 0) {
+		} else if (remove_dir(run.dirfd, run.privname) != 0) {
 			say(run.priv, "cannot remove it entirely");
 		}
 		free(kept);
@@ -1039,7 +1070,7 @@ static void discard(void)
 	if (run.srcfd >= 0)
 		close(run.srcfd);
 	run.srcfd = -1;
-	run.ran = 0;
+	run.keepable = 0;
 }
 
 /* stdin, stdout and stderr open, so no descriptor of ours becomes one. */

@@ -22,10 +22,12 @@
 # /usr/bin/time (GNU time, for peak memory), root + losetup + mkfs.xfs (for
 # the reflink section), filefrag, hyperfine.
 
+# The shell snippets run by sh -c expand "$1" themselves.
+# shellcheck disable=SC2016
 set -u -o pipefail
 export LC_ALL=C
 
-QUICK=0 HYPERFINE=0 KEEPDIR=0 SNAPRUN= ONLY=123456
+QUICK=0 HYPERFINE=0 KEEPDIR=0 SNAPRUN='' ONLY=123456
 usage() { echo "usage: $0 [--quick] [--hyperfine] [--keep-dir] [--only LIST] SNAPRUN" >&2; exit 2; }
 while (($#)); do
 	case $1 in
@@ -167,8 +169,9 @@ else
 	[[ -n $PARENT ]] || PARENT=${TMPDIR:-/tmp}
 fi
 WORK=$(mktemp -d "$PARENT/snaprun-bench.XXXXXX") || die "cannot make a directory in $PARENT"
-MNT= LOOPDEV= BGPIDS=()
+MNT='' LOOPDEV='' BGPIDS=()
 
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
 	local p
 	for p in "${BGPIDS[@]}"; do kill "$p" 2>/dev/null; done
@@ -334,8 +337,9 @@ s3_run() {
 	truncate -s "$XIMG" xfs.img || { s3_skip "cannot create image"; return; }
 	mkfs.xfs -q -f -m reflink=1 xfs.img >mkfs.log 2>&1 || { s3_skip "mkfs.xfs -m reflink=1 failed: $(head -n 1 mkfs.log)"; return; }
 	LOOPDEV=$(losetup -f --show xfs.img 2>losetup.log) || { LOOPDEV=; s3_skip "losetup failed: $(head -n 1 losetup.log)"; return; }
-	mkdir -p mnt && MNT=$WORK/mnt
-	mount -t xfs "$LOOPDEV" "$MNT" 2>mount.log || { s3_skip "mount failed: $(head -n 1 mount.log)"; return; }
+	mkdir -p mnt || { s3_skip "cannot make mount point"; return; }
+	mount -t xfs "$LOOPDEV" "$WORK/mnt" 2>mount.log || { s3_skip "mount failed: $(head -n 1 mount.log)"; return; }
+	MNT=$WORK/mnt
 	mkfile "$MNT/small.db" "$XSMALL"
 	mkfile "$MNT/large.db" "$XLARGE"
 	sync -f "$MNT"

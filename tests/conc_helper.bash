@@ -71,3 +71,45 @@ make_gate() {
 	EOF
 	chmod +x "$T/gate"
 }
+
+# parallel_writers N ARG...: run `snaprun ARG...` N times at once, each
+# @i@ in ARG replaced by the writer's number (1..N); fail, naming them,
+# unless every writer exits 0.
+parallel_writers() {
+	local n=$1 i pids=()
+	shift
+	for i in $(seq 1 "$n"); do
+		timeout 60 "$SNAPRUN" "${@//@i@/$i}" 3>&- &
+		pids+=($!)
+	done
+	wait_all "${pids[@]}"
+	[ -z "$FAILED" ] || { echo "failed writers (pid:status): $FAILED" >&2; return 1; }
+}
+
+# start_gated STARTED ARG...: start `snaprun ARG...` in the background (its
+# pid in GATED) and wait until the file STARTED (a gate's NAME.started.N)
+# exists.
+start_gated() {
+	local started=$1
+	shift
+	timeout 30 "$SNAPRUN" "$@" 3>&- &
+	GATED=$!
+	wait_for "$started"
+}
+
+# gated_exits STATUS: the run started by start_gated ends with STATUS.
+gated_exits() {
+	local st=0
+	wait "$GATED" || st=$?
+	if [ "$st" -ne "$1" ]; then
+		echo "the gated run exited $st, expected $1" >&2
+		return 1
+	fi
+}
+
+# commits_from_b ARG...: `run` snaprun ARG... (options and FILE) with a
+# CMD that writes "from-B"; it must exit 0.
+commits_from_b() {
+	run timeout 10 "$SNAPRUN" "$@" sh -c 'echo from-B > {}'
+	[ "$status" -eq 0 ]
+}

@@ -20,32 +20,73 @@ check_lines() {
 	[ "$(wc -l <f)" -eq $((n + 1)) ] || { echo "f has $(wc -l <f) lines, want $((n + 1))" >&2; return 1; }
 }
 
+# start_a ARG...: make the gate and start `snaprun ARG... "$T/gate" A from-A
+# {}` (ARG: options and FILE) in the background; returns once A's first CMD
+# has written "from-A" into its snapshot and stalls.
+start_a() {
+	make_gate
+	start_gated A.started.1 "$@" "$T/gate" A from-A {}
+}
+
+# release_a STATUS: let A's first CMD go; A must end with STATUS.
+release_a() {
+	touch A.go.1
+	gated_exits "$1"
+}
+
+# b_commits_during_a A-OPTION... -- B-OPTION...: f holds "old"; A, `snaprun
+# A-OPTION... f` with the gate as CMD, has started when B, `snaprun
+# B-OPTION... f`, commits "from-B" (exit 0). A is left stalled.
+b_commits_during_a() {
+	local a=()
+	while [ "$1" != -- ]; do a+=("$1"); shift; done
+	shift
+	echo old >f
+	start_a "${a[@]}" f
+	commits_from_b "$@" f
+}
+
+# hold_lock: f holds "old" and a --lock run, H, holds its lock while its
+# CMD stalls, having written "held".
+hold_lock() {
+	make_gate
+	echo old >f
+	start_gated H.started.1 --lock f "$T/gate" H held {}
+}
+
+# release_lock: let H go; it must commit "held".
+release_lock() {
+	touch H.go.1
+	gated_exits 0
+	[ "$(cat f)" = held ]
+}
+
+# intruder_refused OPTION...: while H holds the lock, snaprun --lock
+# OPTION... f exits 75; EL is how long it took, in seconds.
+intruder_refused() {
+	local t0=$EPOCHREALTIME
+	run timeout 10 "$SNAPRUN" --lock "$@" f sh -c 'echo intruder > {}'
+	EL=$(since "$t0")
+	note "$* refused after ${EL}s"
+	[ "$status" -eq 75 ]
+}
+
 @test "--lock: 24 parallel writers never overlap, each line present once" {
-	local n=24 i pids=()
+	local n=24
 	echo base >f
-	for i in $(seq 1 "$n"); do
-		timeout 60 "$SNAPRUN" --lock f \
-			sh -c "mkdir $T/busy || exit 9; cat {} >/dev/null; sleep 0.01; echo line-$i >> {}; rmdir $T/busy" 3>&- &
-		pids+=($!)
-	done
-	wait_all "${pids[@]}"
-	[ -z "$FAILED" ] || { echo "failed writers (pid:status): $FAILED" >&2; false; }
+	parallel_writers "$n" --lock f \
+		sh -c "mkdir $T/busy || exit 9; cat {} >/dev/null; sleep 0.01; echo line-@i@ >> {}; rmdir $T/busy"
 	check_lines "$n"
 	no_leftovers .
 	[ -f .f.snaprun.lock ]
 }
 
 @test "retry: 12 parallel slow writers conflict for real and lose no line" {
-	local n=12 i pids=() calls
+	local n=12 calls
 	echo base >f
 	: >calls
-	for i in $(seq 1 "$n"); do
-		timeout 60 "$SNAPRUN" --on-conflict=retry --retries=50 f \
-			sh -c "echo $i >> $T/calls; cat {} >/dev/null; sleep 0.05; echo line-$i >> {}" 3>&- &
-		pids+=($!)
-	done
-	wait_all "${pids[@]}"
-	[ -z "$FAILED" ] || { echo "failed writers (pid:status): $FAILED" >&2; false; }
+	parallel_writers "$n" --on-conflict=retry --retries=50 f \
+		sh -c "echo @i@ >> $T/calls; cat {} >/dev/null; sleep 0.05; echo line-@i@ >> {}"
 	check_lines "$n"
 	calls=$(wc -l <calls)
 	note "retry: $n writers, $calls CMD runs, $((calls - n)) conflicts retried"
@@ -85,32 +126,16 @@ check_lines() {
 }
 
 @test "fail: a run whose FILE was committed meanwhile exits 75, keeps the other's" {
-	make_gate
-	echo old >f
-	timeout 30 "$SNAPRUN" --on-conflict=fail f "$T/gate" A from-A {} 3>&- &
-	local a=$! st=0
-	wait_for A.started.1
-	run timeout 10 "$SNAPRUN" --on-conflict=fail f sh -c 'echo from-B > {}'
-	[ "$status" -eq 0 ]
+	b_commits_during_a --on-conflict=fail -- --on-conflict=fail
 	[ "$(cat f)" = from-B ]
-	touch A.go.1
-	wait "$a" || st=$?
-	[ "$st" -eq 75 ]
+	release_a 75
 	[ "$(cat f)" = from-B ]
 	no_leftovers .
 }
 
 @test "keep: the conflicting run exits CMD's status 0, the other's content stays" {
-	make_gate
-	echo old >f
-	timeout 30 "$SNAPRUN" --on-conflict=keep f "$T/gate" A from-A {} 3>&- &
-	local a=$! st=0
-	wait_for A.started.1
-	run timeout 10 "$SNAPRUN" --on-conflict=keep f sh -c 'echo from-B > {}'
-	[ "$status" -eq 0 ]
-	touch A.go.1
-	wait "$a" || st=$?
-	[ "$st" -eq 0 ]
+	b_commits_during_a --on-conflict=keep -- --on-conflict=keep
+	release_a 0
 	[ "$(cat f)" = from-B ]
 	no_leftovers .
 }
@@ -118,63 +143,40 @@ check_lines() {
 @test "keep: CMD's own non-zero status is passed through on conflict" {
 	make_gate
 	echo old >f
-	timeout 30 "$SNAPRUN" --commit-on=0,3 --on-conflict=keep f \
-		sh -c '"$0" A from-A "$1" && exit 3' "$T/gate" {} 3>&- &
-	local a=$! st=0
-	wait_for A.started.1
-	run timeout 10 "$SNAPRUN" f sh -c 'echo from-B > {}'
-	[ "$status" -eq 0 ]
-	touch A.go.1
-	wait "$a" || st=$?
-	[ "$st" -eq 3 ]
+	start_gated A.started.1 --commit-on=0,3 --on-conflict=keep f \
+		sh -c '"$0" A from-A "$1" && exit 3' "$T/gate" {}
+	commits_from_b f
+	release_a 3
 	[ "$(cat f)" = from-B ]
 }
 
 @test "overwrite (default): the last run to commit wins" {
-	make_gate
-	echo old >f
-	timeout 30 "$SNAPRUN" f "$T/gate" A from-A {} 3>&- &
-	local a=$! st=0
-	wait_for A.started.1
-	run timeout 10 "$SNAPRUN" f sh -c 'echo from-B > {}'
-	[ "$status" -eq 0 ]
+	b_commits_during_a --
 	[ "$(cat f)" = from-B ]
-	touch A.go.1
-	wait "$a" || st=$?
-	[ "$st" -eq 0 ]
+	release_a 0
 	[ "$(cat f)" = from-A ]
 	no_leftovers .
 }
 
 @test "retry --retries=0: a forced conflict is not retried, exits 75" {
-	make_gate
-	echo old >f
-	timeout 30 "$SNAPRUN" --on-conflict=retry --retries=0 f "$T/gate" A from-A {} 3>&- &
-	local a=$! st=0
-	wait_for A.started.1
-	run timeout 10 "$SNAPRUN" f sh -c 'echo from-B > {}'
-	[ "$status" -eq 0 ]
-	touch A.go.1
-	wait "$a" || st=$?
-	[ "$st" -eq 75 ]
+	b_commits_during_a --on-conflict=retry --retries=0 --
+	release_a 75
 	[ "$(cat A.count)" -eq 1 ]
 	[ "$(cat f)" = from-B ]
 	no_leftovers .
 }
 
 @test "retry --retries=1: a conflict on both tries exits 75 after 2 CMD runs" {
-	make_gate
 	echo old >f
-	timeout 30 "$SNAPRUN" --on-conflict=retry --retries=1 f "$T/gate" A from-A {} 3>&- &
-	local a=$! st=0 k
+	local k
+	start_a --on-conflict=retry --retries=1 f
 	for k in 1 2; do
 		wait_for A.started.$k
 		run timeout 10 "$SNAPRUN" f sh -c "echo from-B$k > {}"
 		[ "$status" -eq 0 ]
 		touch A.go.$k
 	done
-	wait "$a" || st=$?
-	[ "$st" -eq 75 ]
+	gated_exits 75
 	[ "$(cat A.count)" -eq 2 ]
 	[ "$(cat f)" = from-B2 ]
 	no_leftovers .
@@ -183,17 +185,13 @@ check_lines() {
 @test "retry --retries=1: the second try starts from the other's commit and wins" {
 	make_gate
 	echo old >f
-	timeout 30 "$SNAPRUN" --on-conflict=retry --retries=1 f \
-		sh -c 'cat "$1" >> "$0.seen"; "$0" A from-A "$1"' "$T/gate" {} 3>&- &
-	local a=$! st=0
-	wait_for A.started.1
-	run timeout 10 "$SNAPRUN" f sh -c 'echo from-B > {}'
-	[ "$status" -eq 0 ]
+	start_gated A.started.1 --on-conflict=retry --retries=1 f \
+		sh -c 'cat "$1" >> "$0.seen"; "$0" A from-A "$1"' "$T/gate" {}
+	commits_from_b f
 	touch A.go.1
 	wait_for A.started.2
 	touch A.go.2
-	wait "$a" || st=$?
-	[ "$st" -eq 0 ]
+	gated_exits 0
 	[ "$(cat A.count)" -eq 2 ]
 	[ "$(cat f)" = from-A ]
 	# The fresh snapshot of the second try held B's commit.
@@ -201,112 +199,66 @@ check_lines() {
 }
 
 @test "fail: two runs from an absent FILE, the later commit conflicts (75)" {
-	make_gate
-	timeout 30 "$SNAPRUN" --on-conflict=fail d/f "$T/gate" A from-A {} 3>&- &
-	local a=$! st=0
-	wait_for A.started.1
-	run timeout 10 "$SNAPRUN" --on-conflict=fail d/f sh -c 'echo from-B > {}'
-	[ "$status" -eq 0 ]
-	touch A.go.1
-	wait "$a" || st=$?
-	[ "$st" -eq 75 ]
+	start_a --on-conflict=fail d/f
+	commits_from_b --on-conflict=fail d/f
+	release_a 75
 	[ "$(cat d/f)" = from-B ]
 	no_leftovers d
 }
 
 @test "fail: FILE removed by another process meanwhile is a conflict (75)" {
-	make_gate
 	echo old >f
-	timeout 30 "$SNAPRUN" --on-conflict=fail f "$T/gate" A from-A {} 3>&- &
-	local a=$! st=0
-	wait_for A.started.1
+	start_a --on-conflict=fail f
 	rm f
-	touch A.go.1
-	wait "$a" || st=$?
-	[ "$st" -eq 75 ]
+	release_a 75
 	[ ! -e f ]
 	no_leftovers .
 }
 
 @test "fail: FILE replaced outside snaprun by a same-size, same-mtime copy is a conflict" {
-	make_gate
 	printf 'same size and content\n' >f
-	timeout 30 "$SNAPRUN" --on-conflict=fail f "$T/gate" A from-A {} 3>&- &
-	local a=$! st=0
-	wait_for A.started.1
+	start_a --on-conflict=fail f
 	cp -p f f.tmp
 	mv f.tmp f
-	touch A.go.1
-	wait "$a" || st=$?
-	[ "$st" -eq 75 ]
+	release_a 75
 	[ "$(cat f)" = 'same size and content' ]
 	no_leftovers .
 }
 
 @test "fail: FILE deleted and recreated (inode number reused) is a conflict" {
-	make_gate
 	printf 'same size and content\n' >f
-	local ino0 ino1 a st=0
+	local ino0 ino1
 	ino0=$(stat -c %i f)
-	timeout 30 "$SNAPRUN" --on-conflict=fail f "$T/gate" A from-A {} 3>&- &
-	a=$!
-	wait_for A.started.1
+	start_a --on-conflict=fail f
 	cp -p f saved
 	rm f
 	cp -p saved f # same bytes, size and mtime; ext4 tends to hand out the freed inode again
 	ino1=$(stat -c %i f)
 	note "inode reuse: before $ino0, after $ino1 ($([ "$ino0" = "$ino1" ] && echo reused || echo not reused))"
-	touch A.go.1
-	wait "$a" || st=$?
-	[ "$st" -eq 75 ]
+	release_a 75
 	[ "$(cat f)" = 'same size and content' ]
 	no_leftovers .
 }
 
 @test "--lock -n: exits 75 at once while another run holds the lock" {
-	make_gate
-	echo old >f
-	timeout 30 "$SNAPRUN" --lock f "$T/gate" H held {} 3>&- &
-	local h=$! st=0 t0 el
-	wait_for H.started.1
-	t0=$EPOCHREALTIME
-	run timeout 10 "$SNAPRUN" --lock -n f sh -c 'echo intruder > {}'
-	el=$(since "$t0")
-	note "-n refused after ${el}s"
-	[ "$status" -eq 75 ]
-	lt "$el" 1.5
-	touch H.go.1
-	wait "$h" || st=$?
-	[ "$st" -eq 0 ]
-	[ "$(cat f)" = held ]
+	hold_lock
+	intruder_refused -n
+	lt "$EL" 1.5
+	release_lock
 	no_leftovers .
 }
 
 @test "--lock -w 0.3: exits 75 after about 0.3 s while another run holds the lock" {
-	make_gate
-	echo old >f
-	timeout 30 "$SNAPRUN" --lock f "$T/gate" H held {} 3>&- &
-	local h=$! st=0 t0 el
-	wait_for H.started.1
-	t0=$EPOCHREALTIME
-	run timeout 10 "$SNAPRUN" --lock -w 0.3 f sh -c 'echo intruder > {}'
-	el=$(since "$t0")
-	note "-w 0.3 refused after ${el}s"
-	[ "$status" -eq 75 ]
-	lt 0.25 "$el"
-	lt "$el" 3
-	touch H.go.1
-	wait "$h" || st=$?
-	[ "$st" -eq 0 ]
-	[ "$(cat f)" = held ]
+	hold_lock
+	intruder_refused -w 0.3
+	lt 0.25 "$EL"
+	lt "$EL" 3
+	release_lock
 }
 
 @test "--lock -w 0 and tiny waits (0.0000001, 0.000001, 0.00001): give up at once" {
-	make_gate
-	echo old >f
-	timeout 30 "$SNAPRUN" --lock f "$T/gate" H held {} 3>&- &
-	local h=$! st=0 t0 el w bad=''
-	wait_for H.started.1
+	hold_lock
+	local t0 el w bad=''
 	# -w 0 is -n, as with flock(1); a wait that ends before snaprun even
 	# blocks must still end it (the timer may expire before flock(2)).
 	for w in 0 0.0000001 0.000001 0.00001; do
@@ -318,25 +270,18 @@ check_lines() {
 		fi
 	done
 	[ -z "$bad" ] || { echo "not refused at once (124: still waiting):$bad" >&2; false; }
-	touch H.go.1
-	wait "$h" || st=$?
-	[ "$st" -eq 0 ]
-	[ "$(cat f)" = held ]
+	release_lock
 }
 
 @test "--lock -w 20: waits for the holder, then runs on its commit" {
-	make_gate
-	echo old >f
-	timeout 30 "$SNAPRUN" --lock f "$T/gate" H held {} 3>&- &
-	local h=$! w st=0
-	wait_for H.started.1
+	hold_lock
+	local w st=0
 	timeout 30 "$SNAPRUN" --lock -w 20 f sh -c "cat {} > $T/seen; echo waiter >> {}" 3>&- &
 	w=$!
 	sleep 0.4
 	[ ! -e seen ] # still waiting
 	touch H.go.1
-	wait "$h" || st=$?
-	[ "$st" -eq 0 ]
+	gated_exits 0
 	wait "$w" || st=$?
 	[ "$st" -eq 0 ]
 	[ "$(cat seen)" = held ]
@@ -407,17 +352,12 @@ check_lines() {
 
 @test "sqlite3: 10 parallel inserts through retry all land, database intact" {
 	need_cmd sqlite3
-	local n=10 i pids=() calls
+	local n=10 calls
 	sqlite3 db 'create table t(x integer primary key); create table pad(b blob);
 		insert into pad values(randomblob(2000000));'
 	: >calls
-	for i in $(seq 1 "$n"); do
-		timeout 60 "$SNAPRUN" --on-conflict=retry --retries=50 db \
-			sh -c 'echo >> "$0"; exec sqlite3 "$1" "$2"' "$T/calls" {} "insert into t values($i)" 3>&- &
-		pids+=($!)
-	done
-	wait_all "${pids[@]}"
-	[ -z "$FAILED" ] || { echo "failed writers (pid:status): $FAILED" >&2; false; }
+	parallel_writers "$n" --on-conflict=retry --retries=50 db \
+		sh -c 'echo >> "$0"; exec sqlite3 "$1" "$2"' "$T/calls" {} "insert into t values(@i@)"
 	[ "$(sqlite3 db 'pragma integrity_check')" = ok ]
 	[ "$(sqlite3 db 'select count(*) from t')" -eq "$n" ]
 	[ "$(sqlite3 db 'select sum(x) from t')" -eq $((n * (n + 1) / 2)) ]

@@ -5,6 +5,16 @@ load fs_helper
 
 write_new='printf new > "$1"'
 
+# commits_under_name NAME: a FILE called NAME holding "old" is committed as
+# "new" by a CMD that writes its snapshot, and nothing is left beside it.
+commits_under_name() {
+	printf old > "$1"
+	run sr "$1" sh -c "$write_new" sh {}
+	expect_status 0
+	expect_content "$1" new
+	no_leftovers .
+}
+
 # ---------------------------------------------------------------- basics
 
 @test "CMD edits the snapshot and FILE is committed" {
@@ -581,12 +591,7 @@ write_new='printf new > "$1"'
 }
 
 @test "FILE name with a newline" {
-	n=$'two\nlines.db'
-	printf old > "$n"
-	run sr "$n" sh -c "$write_new" sh {}
-	expect_status 0
-	expect_content "$n" new
-	no_leftovers .
+	commits_under_name $'two\nlines.db'
 }
 
 @test "FILE name with a leading dash after --" {
@@ -615,21 +620,11 @@ write_new='printf new > "$1"'
 }
 
 @test "FILE name that is not valid UTF-8" {
-	n=$'bad\xff\xfe.db'
-	printf old > "$n"
-	run sr "$n" sh -c "$write_new" sh {}
-	expect_status 0
-	expect_content "$n" new
-	no_leftovers .
+	commits_under_name $'bad\xff\xfe.db'
 }
 
 @test "FILE name with glob, quote and backslash characters" {
-	n="it's [a] *\\x.db"
-	printf old > "$n"
-	run sr "$n" sh -c "$write_new" sh {}
-	expect_status 0
-	expect_content "$n" new
-	no_leftovers .
+	commits_under_name "it's [a] *\\x.db"
 }
 
 # ---------------------------------------------------------------- --missing
@@ -822,6 +817,21 @@ write_new='printf new > "$1"'
 	run sr --no-sync f sh -c "$write_new" sh {}
 	expect_status 0
 	expect_content f new
+	no_leftovers .
+}
+
+@test "--no-sync -k: a commit replaces FILE whole, keeps nothing, and the old inode stays intact" {
+	printf old > f
+	ln f other
+	exec 4< f
+	run sr --no-sync -k f sh -c "$write_new" sh {}
+	expect_status 0
+	expect_content f new
+	expect_content other old
+	[ "$(cat <&4)" = old ]
+	exec 4<&-
+	[ "$(stat -c %h f)" -eq 1 ]
+	[ -z "$(find . -maxdepth 1 -name '*.kept')" ]
 	no_leftovers .
 }
 

@@ -19,25 +19,26 @@ load fs_helper
 	no_leftovers .
 }
 
-@test "CMD not executable: 126, one line on stderr" {
+# refuses_cmd STATUS ./NAME: with f holding "old", snaprun f ./NAME exits
+# STATUS with one error line naming NAME; f is untouched, nothing is left.
+refuses_cmd() {
 	printf old > f
-	printf '#!/bin/sh\nprintf new > "$1"\n' > notexec
-	chmod 644 notexec
-	run -126 --separate-stderr sr f ./notexec {}
+	run "-$1" --separate-stderr sr f "$2" {}
 	one_error_line
-	[[ $stderr == *notexec* ]]
+	[[ $stderr == *"${2#./}"* ]]
 	expect_content f old
 	no_leftovers .
 }
 
+@test "CMD not executable: 126, one line on stderr" {
+	printf '#!/bin/sh\nprintf new > "$1"\n' > notexec
+	chmod 644 notexec
+	refuses_cmd 126 ./notexec
+}
+
 @test "CMD is a directory: 126, one line on stderr" {
-	printf old > f
 	mkdir adir
-	run -126 --separate-stderr sr f ./adir {}
-	one_error_line
-	[[ $stderr == *adir* ]]
-	expect_content f old
-	no_leftovers .
+	refuses_cmd 126 ./adir
 }
 
 @test "CMD with a bad interpreter: 126 or 127, one line on stderr" {
@@ -269,26 +270,26 @@ load fs_helper
 	no_leftovers .
 }
 
-@test "a non-empty BASENAME-journal beside the snapshot is refused with 125 and the reason" {
+# refuses_hot_sidecar SUFFIX: a CMD that leaves a non-empty BASENAME-SUFFIX
+# beside the snapshot is refused with 125 and a reason naming it; FILE and
+# the directory are as before.
+refuses_hot_sidecar() {
 	printf old > f.db
-	run --separate-stderr sr f.db sh -c 'printf new > "$1"; printf hot > "$1-journal"' sh {}
+	run --separate-stderr sr f.db sh -c 'printf new > "$1"; printf hot > "$1-'"$1"'"' sh {}
 	expect_status 125
 	one_error_line
-	[[ $stderr == *-journal* ]]
+	[[ $stderr == *-"$1"* ]]
 	expect_content f.db old
 	no_leftovers .
-	[ ! -e f.db-journal ]
+	[ ! -e "f.db-$1" ]
+}
+
+@test "a non-empty BASENAME-journal beside the snapshot is refused with 125 and the reason" {
+	refuses_hot_sidecar journal
 }
 
 @test "a non-empty BASENAME-wal beside the snapshot is refused with 125 and the reason" {
-	printf old > f.db
-	run --separate-stderr sr f.db sh -c 'printf new > "$1"; printf hot > "$1-wal"' sh {}
-	expect_status 125
-	one_error_line
-	[[ $stderr == *-wal* ]]
-	expect_content f.db old
-	no_leftovers .
-	[ ! -e f.db-wal ]
+	refuses_hot_sidecar wal
 }
 
 @test "a refused sidecar also applies with --root" {

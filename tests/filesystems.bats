@@ -122,59 +122,64 @@ as_nobody() {
 	setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
 }
 
-@test "unwritable directory as an unprivileged user: 125 'Permission denied'" {
+# need_nobody: skip unless this run can switch to user nobody and nobody
+# can run snaprun; $T is opened to others.
+need_nobody() {
 	need_root "switching to nobody"
 	need_cmd setpriv
 	chmod 755 "$T"
+	as_nobody true 2>/dev/null || skip "cannot run as nobody"
+	as_nobody test -x "$SNAPRUN" || skip "nobody cannot run $SNAPRUN"
+}
+
+# sr_as_nobody ARG...: `run` snaprun ARG... as nobody, stderr apart.
+sr_as_nobody() {
+	run --separate-stderr as_nobody timeout 30 "$SNAPRUN" "$@"
+}
+
+# denied_to_nobody FILE: snaprun FILE, run by nobody, exits 125 with one
+# "Permission denied" line and never runs CMD (which would create w/ran).
+denied_to_nobody() {
+	sr_as_nobody "$1" sh -c ': > "$0/w/ran"' "$T"
+	expect_status 125
+	one_error_line
+	[[ $stderr == *"Permission denied"* ]]
+	[ ! -e w/ran ]
+}
+
+@test "unwritable directory as an unprivileged user: 125 'Permission denied'" {
+	need_nobody
 	mkdir ro w
 	chmod 777 w
 	printf old > ro/f
 	chmod 644 ro/f
 	chmod 755 ro
-	as_nobody true 2>/dev/null || skip "cannot run as nobody"
-	as_nobody test -x "$SNAPRUN" || skip "nobody cannot run $SNAPRUN"
-	run --separate-stderr as_nobody timeout 30 "$SNAPRUN" ro/f sh -c ': > "$0/w/ran"' "$T"
-	expect_status 125
-	one_error_line
-	[[ $stderr == *"Permission denied"* ]]
+	denied_to_nobody ro/f
 	[[ $stderr == *ro* ]]
-	[ ! -e w/ran ]
 	expect_content ro/f old
 	[ "$(stat -c %U ro/f)" = root ]
 	no_leftovers ro
 }
 
 @test "unreadable FILE as an unprivileged user: 125 'Permission denied'" {
-	need_root "switching to nobody"
-	need_cmd setpriv
-	chmod 755 "$T"
+	need_nobody
 	mkdir w
 	chmod 777 w
 	printf secret > w/f
 	chmod 600 w/f
-	as_nobody true 2>/dev/null || skip "cannot run as nobody"
-	as_nobody test -x "$SNAPRUN" || skip "nobody cannot run $SNAPRUN"
-	run --separate-stderr as_nobody timeout 30 "$SNAPRUN" w/f sh -c ': > "$0/w/ran"' "$T"
-	expect_status 125
-	one_error_line
-	[[ $stderr == *"Permission denied"* ]]
-	[ ! -e w/ran ]
+	denied_to_nobody w/f
 	expect_content w/f secret
 	no_leftovers w
 }
 
 @test "an unprivileged user commits in a writable directory" {
-	need_root "switching to nobody"
-	need_cmd setpriv
-	chmod 755 "$T"
+	need_nobody
 	mkdir w
 	chown nobody:nogroup w
 	printf old > w/f
 	chown nobody:nogroup w/f
 	chmod 640 w/f
-	as_nobody true 2>/dev/null || skip "cannot run as nobody"
-	as_nobody test -x "$SNAPRUN" || skip "nobody cannot run $SNAPRUN"
-	run --separate-stderr as_nobody timeout 30 "$SNAPRUN" w/f sh -c 'printf new > "$1"' sh {}
+	sr_as_nobody w/f sh -c 'printf new > "$1"' sh {}
 	expect_status 0
 	expect_content w/f new
 	[ "$(stat -c %U:%G:%a w/f)" = nobody:nogroup:640 ]
@@ -182,16 +187,12 @@ as_nobody() {
 }
 
 @test "as an unprivileged user, read-only directories CMD leaves are still cleaned up" {
-	need_root "switching to nobody"
-	need_cmd setpriv
-	chmod 755 "$T"
+	need_nobody
 	mkdir w
 	chown nobody:nogroup w
-	as_nobody true 2>/dev/null || skip "cannot run as nobody"
-	as_nobody test -x "$SNAPRUN" || skip "nobody cannot run $SNAPRUN"
 	as_nobody sh -c 'printf old > w/f'
 	# as `go mod download` does: read-only trees
-	run --separate-stderr as_nobody timeout 30 "$SNAPRUN" w/f sh -c '
+	sr_as_nobody w/f sh -c '
 		d=$(dirname "$1")
 		mkdir -p "$d/mod/a/b" && : > "$d/mod/a/b/x" && : > "$d/mod/y"
 		chmod 555 "$d/mod/a/b" "$d/mod/a" "$d/mod"

@@ -13,21 +13,46 @@ teardown() {
 	cd / && rm -rf "$T"
 }
 
-# start_run [SNAPRUN OPTION]... -- SCRIPT: run snaprun on f in the background
-# with CMD `sh -c SCRIPT sh {} PIDFILE`; SCRIPT writes its pid to "$2" once
-# it has written into the snapshot. Sets srpid and cmdpid.
+# spawn ARG...: run snaprun ARG... in the background under waitstatus (its
+# end is written to $T/st), stdin empty, stdout and stderr to $T/out and
+# $T/err. Sets wrpid and, once snaprun runs, srpid.
+spawn() {
+	waitstatus "$T/st" "$SNAPRUN" "$@" </dev/null >"$T/out" 2>"$T/err" 3>&- &
+	wrpid=$!
+	wait_for "$T/st.pid"
+	srpid=$(cat "$T/st.pid")
+}
+
+# spawn_cmd FILE SCRIPT [OPTION]...: spawn snaprun OPTION... FILE with CMD
+# `sh -c SCRIPT sh {} PIDFILE` and wait until SCRIPT has written its pid
+# to "$2" (PIDFILE). Sets wrpid, srpid and cmdpid.
+spawn_cmd() {
+	local file=$1 script=$2
+	shift 2
+	spawn "$@" "$file" sh -c "$script" sh {} "$T/cmdpid"
+	wait_for "$T/cmdpid"
+	cmdpid=$(cat "$T/cmdpid")
+}
+
+# ended_by STATUS: wait for snaprun's end, which must be STATUS as
+# waitstatus writes it ("signal N core C" or "exit N").
+ended_by() {
+	wait_for "$T/st" 15
+	if [ "$(cat "$T/st")" != "$1" ]; then
+		echo "snaprun ended with '$(cat "$T/st")', expected '$1'" >&2
+		return 1
+	fi
+}
+
+# start_run [SNAPRUN OPTION]... -- SCRIPT: run snaprun on f (holding "old")
+# in the background with CMD `sh -c SCRIPT sh {} PIDFILE`; SCRIPT writes its
+# pid to "$2" once it has written into the snapshot. Sets srpid and cmdpid.
 start_run() {
 	local opts=()
 	while [ "$1" != -- ]; do opts+=("$1"); shift; done
 	shift
 	printf old > f
-	waitstatus "$T/st" "$SNAPRUN" "${opts[@]}" f sh -c "$1" sh {} "$T/cmdpid" \
-		</dev/null >"$T/out" 2>"$T/err" 3>&- &
-	wrpid=$!
-	wait_for "$T/st.pid"
-	srpid=$(cat "$T/st.pid")
-	wait_for "$T/cmdpid"
-	cmdpid=$(cat "$T/cmdpid")
+	spawn_cmd f "$1" "${opts[@]}"
 	# CMD is a child of snaprun
 	[ "$(ps -o ppid= -p "$cmdpid" | tr -d ' ')" = "$srpid" ]
 	[ -f "$T/f" ]
@@ -39,10 +64,7 @@ writer='printf new > "$1"; echo $$ > "$2"; exec sleep 30'
 finish() {
 	wait_for "$T/st" 15
 	cat "$T/err" >&2
-	if [ "$(cat "$T/st")" != "$1" ]; then
-		echo "snaprun ended with '$(cat "$T/st")', expected '$1'" >&2
-		return 1
-	fi
+	ended_by "$1"
 	pid_gone "$srpid"
 	pid_gone "$cmdpid"
 	srpid= cmdpid=
@@ -125,8 +147,7 @@ finish() {
 @test "a signal with --keep: nothing committed, snaprun still dies by the signal" {
 	start_run --keep -- "$writer"
 	kill -TERM "$srpid"
-	wait_for "$T/st" 15
-	[ "$(cat "$T/st")" = "signal 15 core 0" ]
+	ended_by "signal 15 core 0"
 	pid_gone "$cmdpid"
 	srpid= cmdpid=
 	expect_content f old
@@ -137,16 +158,9 @@ finish() {
 
 @test "a signal while a missing FILE's CMD runs creates no FILE" {
 	rm -f f
-	waitstatus "$T/st" "$SNAPRUN" new.db sh -c "$writer" sh {} "$T/cmdpid" \
-		</dev/null >"$T/out" 2>"$T/err" 3>&- &
-	wrpid=$!
-	wait_for "$T/st.pid"
-	srpid=$(cat "$T/st.pid")
-	wait_for "$T/cmdpid"
-	cmdpid=$(cat "$T/cmdpid")
+	spawn_cmd new.db "$writer"
 	kill -TERM "$srpid"
-	wait_for "$T/st" 15
-	[ "$(cat "$T/st")" = "signal 15 core 0" ]
+	ended_by "signal 15 core 0"
 	pid_gone "$cmdpid"
 	srpid= cmdpid=
 	[ ! -e new.db ]
@@ -156,33 +170,29 @@ finish() {
 @test "after a SIGKILL of snaprun, FILE is old or new, never partial" {
 	head -c 3000000 /dev/urandom > f
 	cp f ref
-	waitstatus "$T/st" "$SNAPRUN" f sh -c 'echo $$ > "$2"; exec sleep 30' sh {} "$T/cmdpid" \
-		</dev/null >"$T/out" 2>"$T/err" 3>&- &
-	wrpid=$!
-	wait_for "$T/st.pid"
-	srpid=$(cat "$T/st.pid")
-	wait_for "$T/cmdpid"
-	cmdpid=$(cat "$T/cmdpid")
+	spawn_cmd f 'echo $$ > "$2"; exec sleep 30'
 	kill -KILL "$srpid"
-	wait_for "$T/st" 15
-	[ "$(cat "$T/st")" = "signal 9 core 0" ]
+	ended_by "signal 9 core 0"
 	cmp f ref
 	kill -KILL "$cmdpid" 2>/dev/null || true
 	pid_gone "$cmdpid"
 	srpid= cmdpid=
 }
 
+# sr_sigchld_ignored ARG...: `run` snaprun ARG... started with SIGCHLD
+# ignored, stderr apart. (timeout outside: it would reset SIGCHLD itself)
+sr_sigchld_ignored() {
+	run --separate-stderr timeout 30 perl -e '$SIG{CHLD} = "IGNORE"; exec { $ARGV[0] } @ARGV' \
+		"$SNAPRUN" "$@"
+}
+
 @test "started with SIGCHLD ignored, snaprun still sees CMD's status and commits" {
 	printf old > f
-	# (timeout outside: it would reset SIGCHLD itself)
-	run --separate-stderr timeout 30 perl -e '$SIG{CHLD} = "IGNORE"; exec { $ARGV[0] } @ARGV' \
-		"$SNAPRUN" f sh -c 'printf new > "$1"' sh {}
+	sr_sigchld_ignored f sh -c 'printf new > "$1"' sh {}
 	expect_status 0
 	expect_content f new
 	[ -z "$stderr" ]
-	# (timeout outside: it would reset SIGCHLD itself)
-	run --separate-stderr timeout 30 perl -e '$SIG{CHLD} = "IGNORE"; exec { $ARGV[0] } @ARGV' \
-		"$SNAPRUN" f sh -c 'printf newer > "$1"; exit 3' sh {}
+	sr_sigchld_ignored f sh -c 'printf newer > "$1"; exit 3' sh {}
 	expect_status 3
 	expect_content f new
 	no_leftovers .
@@ -190,15 +200,10 @@ finish() {
 
 @test "SIGTERM while the snapshot is still being copied: no CMD, nothing left" {
 	head -c 200M /dev/zero > big
-	waitstatus "$T/st" "$SNAPRUN" big sh -c ': > "$0/ran"; echo $$ > "$0/cmdpid"; exec sleep 30' "$T" {} \
-		</dev/null >"$T/out" 2>"$T/err" 3>&- &
-	wrpid=$!
-	wait_for "$T/st.pid"
-	srpid=$(cat "$T/st.pid")
+	spawn big sh -c ': > "$0/ran"; echo $$ > "$0/cmdpid"; exec sleep 30' "$T" {}
 	sleep 0.02
 	kill -TERM "$srpid"
-	wait_for "$T/st" 15
-	[ "$(cat "$T/st")" = "signal 15 core 0" ]
+	ended_by "signal 15 core 0"
 	pid_gone "$srpid"
 	if [ -s cmdpid ]; then
 		# the copy won the race: CMD must be gone all the same
