@@ -44,6 +44,42 @@ expect_has() {
 	done
 }
 
+# The checks every shell shares. SHELL is bash, zsh or fish: need_SHELL
+# skips unless it can be driven, SHELL_complete asks it for candidates.
+
+# offers_command_names SHELL: after FILE (and after --), the commands on
+# PATH are offered; a dash right after FILE offers only --.
+offers_command_names() {
+	need_"$1"
+	output=$("$1"_complete 'snaprun cache.db zzsnap-')
+	expect zzsnap-alpha zzsnap-beta
+	output=$("$1"_complete 'snaprun --on-conflict=keep -x cache.db -- zzsnap-')
+	expect zzsnap-alpha zzsnap-beta
+	output=$("$1"_complete 'snaprun cache.db -')
+	expect --
+}
+
+# offers_cmds_completion SHELL: after CMD, CMD's own completion is used;
+# --clean takes no CMD, so nothing is offered after its FILE.
+offers_cmds_completion() {
+	need_"$1"
+	output=$("$1"_complete 'snaprun --missing=empty cache.db zzsnap-alpha ')
+	expect alpha beta
+	output=$("$1"_complete 'snaprun -x cache.db -- zzsnap-beta st')
+	expect state.json
+	output=$("$1"_complete 'snaprun --clean cache.db ')
+	expect
+}
+
+# offers_option_names SHELL: every long option, without "=" (zsh, fish).
+offers_option_names() {
+	need_"$1"
+	output=$("$1"_complete 'snaprun --')
+	expect --placeholder --root --commit-on --on-conflict --retries \
+		--lock --wait --nonblock --missing --no-sync --keep --clean \
+		--verbose --help --version
+}
+
 # ---------------------------------------------------------------- bash
 
 # bash_complete LINE: what bash offers at the end of LINE.  COMP_WORDS is
@@ -74,21 +110,21 @@ bash_complete() {
 	' bash "$COMP/snaprun.bash" "$1" | sort -u
 }
 
-need_bash_completion() {
+need_bash() {
 	[ -r /usr/share/bash-completion/bash_completion ] ||
 		skip "bash-completion is not installed"
 	fixture
 }
 
 @test "bash: the completion is registered for snaprun" {
-	need_bash_completion
+	need_bash
 	run bash --norc -c '. /usr/share/bash-completion/bash_completion; . "$1"; complete -p snaprun' bash "$COMP/snaprun.bash"
 	[ "$status" -eq 0 ]
 	[[ $output == *"-F _snaprun snaprun" ]]
 }
 
 @test "bash: option names" {
-	need_bash_completion
+	need_bash
 	output=$(bash_complete 'snaprun --')
 	expect --placeholder= --root= --commit-on= --on-conflict= --retries= \
 		--lock --wait= --nonblock --missing= --no-sync --keep --clean \
@@ -98,7 +134,7 @@ need_bash_completion() {
 }
 
 @test "bash: --on-conflict values" {
-	need_bash_completion
+	need_bash
 	output=$(bash_complete 'snaprun --on-conflict=')
 	expect overwrite keep fail retry
 	output=$(bash_complete 'snaprun --on-conflict r')
@@ -106,7 +142,7 @@ need_bash_completion() {
 }
 
 @test "bash: --missing values" {
-	need_bash_completion
+	need_bash
 	output=$(bash_complete 'snaprun --missing ')
 	expect absent empty error
 	output=$(bash_complete 'snaprun -x --missing=e')
@@ -114,7 +150,7 @@ need_bash_completion() {
 }
 
 @test "bash: --root completes directories, -w offers nothing" {
-	need_bash_completion
+	need_bash
 	output=$(bash_complete 'snaprun --root ')
 	expect sub
 	output=$(bash_complete 'snaprun -w ')
@@ -122,7 +158,7 @@ need_bash_completion() {
 }
 
 @test "bash: FILE completes files" {
-	need_bash_completion
+	need_bash
 	output=$(bash_complete 'snaprun ')
 	expect cache.db state.json sub
 	output=$(bash_complete 'snaprun --missing=empty -c 0,1 st')
@@ -130,23 +166,11 @@ need_bash_completion() {
 }
 
 @test "bash: after FILE, command names" {
-	need_bash_completion
-	output=$(bash_complete 'snaprun cache.db zzsnap-')
-	expect zzsnap-alpha zzsnap-beta
-	output=$(bash_complete 'snaprun --on-conflict=keep -x cache.db -- zzsnap-')
-	expect zzsnap-alpha zzsnap-beta
-	output=$(bash_complete 'snaprun cache.db -')
-	expect --
+	offers_command_names bash
 }
 
 @test "bash: after CMD, CMD's own completion" {
-	need_bash_completion
-	output=$(bash_complete 'snaprun --missing=empty cache.db zzsnap-alpha ')
-	expect alpha beta
-	output=$(bash_complete 'snaprun -x cache.db -- zzsnap-beta st')
-	expect state.json
-	output=$(bash_complete 'snaprun --clean cache.db ')
-	expect
+	offers_cmds_completion bash
 }
 
 # ---------------------------------------------------------------- zsh
@@ -204,11 +228,7 @@ need_zsh() {
 }
 
 @test "zsh: option names" {
-	need_zsh
-	output=$(zsh_complete 'snaprun --')
-	expect --placeholder --root --commit-on --on-conflict --retries \
-		--lock --wait --nonblock --missing --no-sync --keep --clean \
-		--verbose --help --version
+	offers_option_names zsh
 }
 
 @test "zsh: --on-conflict values" {
@@ -238,23 +258,11 @@ need_zsh() {
 }
 
 @test "zsh: after FILE, command names" {
-	need_zsh
-	output=$(zsh_complete 'snaprun cache.db zzsnap-')
-	expect zzsnap-alpha zzsnap-beta
-	output=$(zsh_complete 'snaprun --on-conflict=keep -x cache.db -- zzsnap-')
-	expect zzsnap-alpha zzsnap-beta
-	output=$(zsh_complete 'snaprun cache.db -')
-	expect --
+	offers_command_names zsh
 }
 
 @test "zsh: after CMD, CMD's own completion" {
-	need_zsh
-	output=$(zsh_complete 'snaprun --missing=empty cache.db zzsnap-alpha ')
-	expect alpha beta
-	output=$(zsh_complete 'snaprun -x cache.db -- zzsnap-beta st')
-	expect state.json
-	output=$(zsh_complete 'snaprun --clean cache.db ')
-	expect
+	offers_cmds_completion zsh
 }
 
 # ---------------------------------------------------------------- fish
@@ -276,11 +284,7 @@ need_fish() {
 }
 
 @test "fish: option names" {
-	need_fish
-	output=$(fish_complete 'snaprun --')
-	expect --placeholder --root --commit-on --on-conflict --retries \
-		--lock --wait --nonblock --missing --no-sync --keep --clean \
-		--verbose --help --version
+	offers_option_names fish
 }
 
 @test "fish: --on-conflict values" {
@@ -315,21 +319,9 @@ need_fish() {
 }
 
 @test "fish: after FILE, command names" {
-	need_fish
-	output=$(fish_complete 'snaprun cache.db zzsnap-')
-	expect zzsnap-alpha zzsnap-beta
-	output=$(fish_complete 'snaprun --on-conflict=keep -x cache.db -- zzsnap-')
-	expect zzsnap-alpha zzsnap-beta
-	output=$(fish_complete 'snaprun cache.db -')
-	expect --
+	offers_command_names fish
 }
 
 @test "fish: after CMD, CMD's own completion" {
-	need_fish
-	output=$(fish_complete 'snaprun --missing=empty cache.db zzsnap-alpha ')
-	expect alpha beta
-	output=$(fish_complete 'snaprun -x cache.db -- zzsnap-beta st')
-	expect state.json
-	output=$(fish_complete 'snaprun --clean cache.db ')
-	expect
+	offers_cmds_completion fish
 }
