@@ -14,7 +14,7 @@ WARN     = -Wall -Wextra -Wpedantic
 # PLAIN_COPY=1 compiles out FICLONE and copy_file_range, so the portable
 # read/write path can be built and tested on Linux too.
 PLAIN_COPY =
-SR_CPPFLAGS = -D_GNU_SOURCE -DSNAPRUN_VERSION='"$(VERSION)"' \
+SR_CPPFLAGS = -DSNAPRUN_VERSION='"$(VERSION)"' \
 	$(if $(PLAIN_COPY),-DSNAPRUN_PLAIN_COPY)
 
 BATS    = bats

@@ -5,6 +5,8 @@
  * The steps of main() are the steps of SPEC.md "What one run does";
  * snaprun(1) is the user's contract.
  */
+#define _GNU_SOURCE	/* Linux: O_DIRECTORY, copy_file_range, renameat2 */
+
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -43,6 +45,11 @@ extern char **environ;
 #define NAME_MAX 255
 #endif
 
+#ifdef __APPLE__	/* the same timestamps under other names */
+#define st_mtim st_mtimespec
+#define st_ctim st_ctimespec
+#endif
+
 #ifndef SNAPRUN_VERSION
 #define SNAPRUN_VERSION "unknown"
 #endif
@@ -75,7 +82,14 @@ static struct {
 	int keep;
 	int clean;
 	int verbose;
-} opt = { "{}", NULL, { 1 }, OVERWRITE, 3, 0, 0, 0, ABSENT, 1, 0, 0, 0 };
+} opt = {
+	.placeholder = "{}",
+	.commit_on = { [0] = 1 },
+	.conflict = OVERWRITE,
+	.retries = 3,
+	.missing = ABSENT,
+	.sync = 1,
+};
 
 /* One run's state; global so that every exit path can clean up. */
 static struct {
@@ -84,6 +98,9 @@ static struct {
 	char *base;		/* basename of FILE's final target */
 	char *prefix;		/* ".BASE.snaprun.", the start of our names */
 	char *rel;		/* snapshot path inside the private directory */
+	int snapdirfd;		/* the snapshot's own directory, held open so
+				 * that CMD cannot redirect the commit by a link */
+	const char *snapname;	/* the snapshot's name in it */
 	int dirfd;
 	int lockfd;
 	char *priv;		/* private directory, as a path */
@@ -94,10 +111,11 @@ static struct {
 	struct stat orig;	/* FILE's identity and metadata at that time */
 	pid_t child;
 	int keepable;		/* CMD ran on the snapshot, not committed */
-} run = { .dirfd = -1, .lockfd = -1, .privfd = -1, .srcfd = -1 };
+} run = { .dirfd = -1, .lockfd = -1, .privfd = -1, .snapdirfd = -1, .srcfd = -1 };
 
 static volatile sig_atomic_t caught;
 static volatile sig_atomic_t timed_out;
+static char errbuf[BUFSIZ];	/* stderr line-buffered: one write a message */
 
 /* The one way snaprun speaks: "snaprun: WHAT: WHY", always one line. */
 static void say(const char *what, const char *why)
@@ -131,10 +149,16 @@ static void verbose(const char *what, const char *detail)
 
 static void discard(void);
 
+static _Noreturn void die_by(int sig);
+
+/* A failure that a signal caused (an interrupted wait) is that signal's. */
 static _Noreturn void die(const char *what, const char *why)
 {
-	say(what, why);
+	if (!caught)
+		say(what, why);
 	discard();
+	if (caught)
+		die_by(caught);
 	exit(EXIT_FAILED);
 }
 
@@ -296,6 +320,7 @@ static int parse_options(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *bad;
 	char *end;
 	int c;
 
@@ -328,8 +353,9 @@ static int parse_options(int argc, char **argv)
 		case 'v': opt.verbose = 1; break;
 		case 'h': usage(); exit(0);
 		case 'V': puts("snaprun " SNAPRUN_VERSION); exit(0);
-		case ':': die(argv[optind - 1 < argc ? optind - 1 : argc - 1], "needs an argument");
-		default: die(argv[optind - 1 < argc ? optind - 1 : argc - 1], "unknown option (see --help)");
+		default:
+			bad = argv[optind - 1 < argc ? optind - 1 : argc - 1];
+			die(bad, c == ':' ? "needs an argument" : "unknown option (see --help)");
 		}
 	}
 	if (optind >= argc)
@@ -357,6 +383,20 @@ static char *dir_of(const char *path)
 	return d;
 }
 
+/* The kernel's fs.protected_symlinks rule, which following links by
+ * hand would bypass: in a sticky world-writable directory (/tmp), follow
+ * only links owned by us or by the directory's owner. */
+static int may_follow(const char *link, const struct stat *st)
+{
+	char *dir = dir_of(link);
+	struct stat d;
+	int ok = stat(dir, &d) != 0 || (d.st_mode & (S_ISVTX | S_IWOTH)) != (S_ISVTX | S_IWOTH) ||
+	    st->st_uid == geteuid() || st->st_uid == d.st_uid;
+
+	free(dir);
+	return ok;
+}
+
 /* Follow symbolic links to the final target, which may not exist yet. */
 static char *final_target(const char *file)
 {
@@ -377,6 +417,8 @@ static char *final_target(const char *file)
 			return path;
 		if (hops == 40)
 			die(file, strerror(ELOOP));
+		if (!may_follow(path, &st))
+			die(file, "another user's symbolic link in a sticky directory; not followed");
 		n = readlink(path, link, sizeof link - 1);
 		if (n < 0)
 			die(file, strerror(errno));
@@ -388,26 +430,25 @@ static char *final_target(const char *file)
 	}
 }
 
-/* mkdir -p, relative to the directory at. */
-static int make_dirs(int at, const char *path)
+/* mkdir -p path below the directory at, and open it.  With O_NOFOLLOW
+ * in flags, no part of path may be a symbolic link. */
+static int make_dirs(int at, const char *path, int flags)
 {
-	char *p = join(path), *s;
-	int r = 0;
+	char *copy = join(path), *part, *save;
+	int fd = openat(at, *path == '/' ? "/" : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
-	for (s = p + 1;; s++) {
-		if (*s == '/' || !*s) {
-			char c = *s;
+	for (part = strtok_r(copy, "/", &save); fd >= 0 && part; part = strtok_r(NULL, "/", &save)) {
+		int next = -1, e;
 
-			*s = '\0';
-			if (mkdirat(at, p, 0777) != 0 && errno != EEXIST)
-				r = -1;
-			*s = c;
-			if (!c || r)
-				break;
-		}
+		if (mkdirat(fd, part, 0777) == 0 || errno == EEXIST)
+			next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_CLOEXEC | flags);
+		e = errno;
+		close(fd);
+		errno = e;
+		fd = next;
 	}
-	free(p);
-	return r;
+	free(copy);
+	return fd;
 }
 
 /* With --root, the snapshot sits at FILE's path below DIR. */
@@ -432,14 +473,15 @@ static char *path_below_root(void)
 	return rel;
 }
 
-/* ".BASE.snaprun.", BASE cut short where the names made from it
- * (six more characters) would exceed NAME_MAX. */
+/* ".BASE.snaprun.", BASE cut short where the longest name made from it,
+ * ".BASE.snaprun.XXXXXX.kept", would exceed NAME_MAX. */
 static char *name_prefix(const char *base)
 {
 	char *p = join(".", base, ".snaprun.");
+	size_t room = NAME_MAX - strlen("XXXXXX.kept");
 
-	if (strlen(p) + 6 > NAME_MAX)
-		memcpy(p + NAME_MAX - 6 - 9, ".snaprun.", 10);
+	if (strlen(p) > room)
+		memcpy(p + room - strlen(".snaprun."), ".snaprun.", sizeof ".snaprun.");
 	return p;
 }
 
@@ -447,11 +489,13 @@ static char *name_prefix(const char *base)
  * absent FILE unless --missing=error. */
 static void resolve(const char *file)
 {
-	char *target = final_target(file);
-	const char *slash = strrchr(target, '/');
+	char *target;
+	const char *slash;
 
 	if (!*file)
 		die("FILE", "the name is empty");
+	target = final_target(file);
+	slash = strrchr(target, '/');
 	run.file = file;
 	run.base = join(slash ? slash + 1 : target);
 	run.dir = dir_of(target);
@@ -460,10 +504,8 @@ static void resolve(const char *file)
 		die(file, "is a directory");
 	run.dirfd = open(run.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (run.dirfd < 0 && errno == ENOENT && opt.missing != ERROR && !opt.clean) {
-		if (make_dirs(AT_FDCWD, run.dir) != 0)
-			die(run.dir, strerror(errno));
+		run.dirfd = make_dirs(AT_FDCWD, run.dir, 0);
 		verbose(run.dir, "created missing directories");
-		run.dirfd = open(run.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	}
 	if (run.dirfd < 0)
 		die(run.dir, strerror(errno));
@@ -471,35 +513,31 @@ static void resolve(const char *file)
 	run.prefix = name_prefix(run.base);
 }
 
-static void lock_timeout(int sig)
-{
-	(void)sig;
-	timed_out = 1;
-}
-
-/* flock(2) on ".BASE.snaprun.lock"; exits 75 when it cannot be had. */
-static void take_lock(int whole_run)
+/* Open ".BASE.snaprun.lock", creating it if asked; -1 when it is absent.
+ * Anything there but a regular file could block or mislead: refused. */
+static int open_lock(int create)
 {
 	char *name = join(run.prefix, "lock");
-	int how = LOCK_EX;
+	int fd = openat(run.dirfd, name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC |
+	    (create ? O_CREAT : 0), 0666);
+	struct stat st;
 
-	run.lockfd = openat(run.dirfd, name, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
-	if (run.lockfd < 0)
-		die(name, strerror(errno));
-	free(name);
-	if (whole_run && opt.nonblock)
-		how |= LOCK_NB;
-	if (whole_run && opt.wait > 0) {
-		struct sigaction sa = { .sa_handler = lock_timeout };
-		/* It fires again every 10 ms: a first alarm that comes before
-		 * flock starts to wait must not leave it waiting for ever. */
-		struct itimerval t = { { 0, 10000 }, { 0, 0 } };
-
-		sigaction(SIGALRM, &sa, NULL);
-		t.it_value.tv_sec = (time_t)opt.wait;
-		t.it_value.tv_usec = (suseconds_t)((opt.wait - (double)t.it_value.tv_sec) * 1e6);
-		setitimer(ITIMER_REAL, &t, NULL);
+	if (fd < 0 && errno == ENOENT && !create) {
+		free(name);
+		return -1;
 	}
+	if (fd < 0 || fstat(fd, &st) != 0)
+		die(name, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		die(name, "not a regular file");
+	free(name);
+	return fd;
+}
+
+/* flock(2) the open lock file; with how LOCK_NB, or once timed_out, give
+ * up with 75. */
+static void wait_for_lock(int how)
+{
 	while (flock(run.lockfd, how) != 0) {
 		if (errno == EWOULDBLOCK || timed_out) {
 			say(run.file, "locked by another run");
@@ -510,12 +548,40 @@ static void take_lock(int whole_run)
 			die(run.file, strerror(errno));
 		check_interrupt();
 	}
-	if (whole_run && opt.wait > 0) {
-		struct itimerval off = { { 0, 0 }, { 0, 0 } };
+}
 
-		setitimer(ITIMER_REAL, &off, NULL);
+static void lock_timeout(int sig)
+{
+	(void)sig;
+	timed_out = 1;
+}
+
+/* -x: the lock is held from before the snapshot to after the commit. */
+static void lock_run(void)
+{
+	/* The timer fires again every 10 ms: an alarm that comes before
+	 * flock starts to wait must not leave it waiting for ever. */
+	struct itimerval t = { { 0, 10000 }, { 0, 0 } }, off = { { 0, 0 }, { 0, 0 } };
+	struct sigaction sa = { .sa_handler = lock_timeout };
+
+	run.lockfd = open_lock(1);
+	if (opt.wait > 0 && !opt.nonblock) {
+		sigaction(SIGALRM, &sa, NULL);
+		t.it_value.tv_sec = (time_t)opt.wait;
+		t.it_value.tv_usec = (suseconds_t)((opt.wait - (double)t.it_value.tv_sec) * 1e6);
+		setitimer(ITIMER_REAL, &t, NULL);
 	}
+	wait_for_lock(opt.nonblock ? LOCK_EX | LOCK_NB : LOCK_EX);
+	setitimer(ITIMER_REAL, &off, NULL);
 	verbose(run.file, "locked");
+}
+
+/* Around a commit, the lock is held for a moment only. */
+static void lock_commit(int create)
+{
+	run.lockfd = open_lock(create);
+	if (run.lockfd >= 0)
+		wait_for_lock(LOCK_EX);
 }
 
 static void release_lock(void)
@@ -593,7 +659,7 @@ static void remove_leftovers(void)
 			if (remove_dir(run.dirfd, e->d_name) == 0)
 				verbose(e->d_name, "removed what a killed run left");
 			else
-				say(e->d_name, "cannot remove what a killed run left");
+				say(e->d_name, strerror(errno));
 		}
 		close(priv);
 	}
@@ -665,20 +731,25 @@ static void copy_xattrs(int from, int to)	/* no portable interface */
 static void copy_metadata(int from, int to)
 {
 	const struct stat *st = &run.orig;
+	mode_t mode = st->st_mode & 07777;
 
-	if (fchown(to, st->st_uid, st->st_gid) != 0 && fchown(to, (uid_t)-1, st->st_gid) != 0) {
-		/* Not permitted: the copy stays ours, as with cp -p. */
+	/* Ids we may not give stay ours, as with cp -p, and the set-id bits
+	 * go with them: they must not start to mean us. */
+	if (fchown(to, st->st_uid, st->st_gid) != 0) {
+		mode &= (mode_t)~S_ISUID;
+		if (fchown(to, (uid_t)-1, st->st_gid) != 0)
+			mode &= (mode_t)~S_ISGID;
 	}
-	if (fchmod(to, st->st_mode & 07777) != 0)
+	if (fchmod(to, mode) != 0)
 		die(run.snapshot, strerror(errno));
 	copy_xattrs(from, to);
 }
 
 static _Noreturn void copy_failed(void)
 {
-	char *what = join("copying ", run.file);
+	const char *why = strerror(errno);
 
-	die(what, strerror(errno));
+	die(join("copying ", run.file), why);
 }
 
 /* Copy len bytes at off, in the kernel when it can. */
@@ -774,15 +845,15 @@ static void take_snapshot(void)
 	const char *how = "absent";
 	int out = -1;
 
+	char *sub = dir_of(run.rel);
+
 	make_private_dir();
 	run.snapshot = join(run.priv, "/", run.rel);
-	if (strchr(run.rel, '/')) {
-		char *sub = dir_of(run.rel);
-
-		if (make_dirs(run.privfd, sub) != 0)
-			die(run.snapshot, strerror(errno));
-		free(sub);
-	}
+	run.snapname = strrchr(run.snapshot, '/') + 1;
+	run.snapdirfd = make_dirs(run.privfd, sub, O_NOFOLLOW);
+	free(sub);
+	if (run.snapdirfd < 0)
+		die(run.snapshot, strerror(errno));
 	run.srcfd = openat(run.dirfd, run.base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (run.srcfd < 0 && errno != ENOENT)
 		die(run.file, strerror(errno));
@@ -793,7 +864,7 @@ static void take_snapshot(void)
 			die(run.file, "is a directory");
 		if (!S_ISREG(run.orig.st_mode))
 			die(run.file, "not a regular file");
-		out = openat(run.privfd, run.rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		out = openat(run.snapdirfd, run.snapname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (out < 0)
 			die(run.snapshot, strerror(errno));
 		how = copy_data(run.srcfd, out, run.orig.st_size);
@@ -809,7 +880,7 @@ static void take_snapshot(void)
 		die(run.file, strerror(ENOENT));
 	} else if (opt.missing == EMPTY) {
 		how = "empty";
-		out = openat(run.privfd, run.rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		out = openat(run.snapdirfd, run.snapname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
 		if (out < 0)
 			die(run.snapshot, strerror(errno));
 	}
@@ -856,20 +927,21 @@ static void free_args(char **args)
 	free(args);
 }
 
-/* Terminal signals already reached CMD's process group: forward only
- * the ones sent to snaprun alone. */
+/* A signal from the terminal already reached CMD when CMD is still in
+ * our process group; any other is forwarded. */
 static void on_signal(int sig, siginfo_t *info, void *context)
 {
 	(void)context;
 	caught = sig;
+	if (run.child <= 0)
+		return;
 #ifdef SI_KERNEL
-	if (info->si_code == SI_KERNEL)
+	if (info->si_code == SI_KERNEL && getpgid(run.child) == getpgrp())
 		return;
 #else
 	(void)info;
 #endif
-	if (run.child > 0)
-		kill(run.child, sig);
+	kill(run.child, sig);
 }
 
 /* The signals snaprun forwards, and CMD gets back at their default.
@@ -908,7 +980,9 @@ static int run_command(char **argv)
 	char **args = opt.root ? substitute(argv, run.priv) : substitute(argv, run.snapshot);
 	posix_spawnattr_t attr;
 	sigset_t all, old;
+	siginfo_t info;
 	int status, err;
+	pid_t pid;
 
 	if (setenv("SNAPRUN_FILE", run.snapshot, 1) != 0 ||
 	    setenv("SNAPRUN_ROOT", run.priv, 1) != 0 ||
@@ -919,6 +993,10 @@ static int run_command(char **argv)
 	 * forwarded or meets CMD with its default action. */
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
+	if (caught) {
+		free_args(args);
+		check_interrupt();
+	}
 	if ((err = posix_spawnattr_init(&attr)) != 0 ||
 	    (err = posix_spawnattr_setsigmask(&attr, &old)) != 0 ||
 	    (err = posix_spawnattr_setsigdefault(&attr, &handled)) != 0 ||
@@ -934,10 +1012,16 @@ static int run_command(char **argv)
 		exit(err == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
 	}
 	run.keepable = 1;
-	while (waitpid(run.child, &status, 0) < 0)
+	/* Reap only once run.child is cleared: until then the handler may
+	 * kill it, and a zombie's pid cannot have been given to another. */
+	while (waitid(P_PID, (id_t)run.child, &info, WEXITED | WNOWAIT) != 0)
+		if (errno != EINTR)
+			die("waitid", strerror(errno));
+	pid = run.child;
+	run.child = 0;
+	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			die("waitpid", strerror(errno));
-	run.child = 0;
 	free_args(args);
 	return status;
 }
@@ -955,14 +1039,14 @@ static void refuse_sidecars(void)
 	size_t i;
 
 	for (i = 0; i < 2; i++) {
-		char *side = join(run.rel, sidecars[i]);
+		char *side = join(run.snapname, sidecars[i]);
 		struct stat st;
 
-		if (fstatat(run.privfd, side, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_size > 0) {
+		if (fstatat(run.snapdirfd, side, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_size > 0) {
 			char why[NAME_MAX + 80];
 
-			snprintf(why, sizeof why, "%s%s is not empty (database not closed cleanly); "
-			    "nothing committed", strrchr(run.snapshot, '/') + 1, sidecars[i]);
+			snprintf(why, sizeof why, "%s is not empty (database not closed cleanly); "
+			    "nothing committed", side);
 			free(side);
 			die(run.file, why);
 		}
@@ -996,20 +1080,22 @@ static int replace_file(void)
 {
 #ifdef RENAME_EXCHANGE
 	if (!opt.sync && run.srcfd >= 0 &&
-	    renameat2(run.privfd, run.rel, run.dirfd, run.base, RENAME_EXCHANGE) == 0)
+	    renameat2(run.snapdirfd, run.snapname, run.dirfd, run.base, RENAME_EXCHANGE) == 0)
 		return 0;
 #endif
-	return renameat(run.privfd, run.rel, run.dirfd, run.base);
+	return renameat(run.snapdirfd, run.snapname, run.dirfd, run.base);
 }
 
-/* Step 6: only a regular, self-contained snapshot replaces FILE. */
-static enum outcome commit(void)
+/* Step 6, first half: only a regular, self-contained snapshot, with
+ * FILE's metadata and on disk, may replace FILE.  Returns 0 when FILE was
+ * absent and CMD made none: nothing to commit. */
+static int ready_to_commit(void)
 {
-	int fd = openat(run.privfd, run.rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	int fd = openat(run.snapdirfd, run.snapname, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	struct stat st;
 
 	if (fd < 0 && errno == ENOENT && run.srcfd < 0)
-		return NOTHING;	/* FILE was absent and CMD made none */
+		return 0;
 	if (fd < 0 && errno == ELOOP)
 		die(run.file, "the snapshot was replaced by a symbolic link; nothing committed");
 	if (fd < 0 && errno == ENOENT)
@@ -1018,15 +1104,28 @@ static enum outcome commit(void)
 		die(run.snapshot, strerror(errno));
 	if (!S_ISREG(st.st_mode))
 		die(run.file, "the snapshot is no longer a regular file; nothing committed");
+	/* A link to a file elsewhere would be committed, and chmod-ed, as
+	 * FILE: only a file of the snapshot's own is FILE's next version. */
+	if (st.st_nlink != 1)
+		die(run.file, "the snapshot has another hard link; nothing committed");
 	refuse_sidecars();
 	if (run.srcfd >= 0)
 		copy_metadata(run.srcfd, fd);
 	if (opt.sync && fsync(fd) != 0)
 		die(run.snapshot, strerror(errno));
 	close(fd);
+	return 1;
+}
 
-	if (opt.conflict != OVERWRITE && !opt.lock)
-		take_lock(0);
+/* Step 6, second half: the conflict check and the rename, one step
+ * against other runs.  Runs that check create the lock file; the default
+ * mode only takes it when it is there, so that it leaves nothing behind. */
+static enum outcome commit(void)
+{
+	if (!ready_to_commit())
+		return NOTHING;
+	if (!opt.lock)
+		lock_commit(opt.conflict != OVERWRITE);
 	if (opt.conflict != OVERWRITE && changed_since_snapshot()) {
 		if (!opt.lock)
 			release_lock();
@@ -1038,8 +1137,10 @@ static enum outcome commit(void)
 	run.keepable = 0;
 	if (!opt.lock)
 		release_lock();
-	if (opt.sync && fsync(run.dirfd) != 0)
-		die(run.dir, strerror(errno));
+	/* Committed: a directory that cannot be flushed (some FUSE and
+	 * network filesystems) is worth a word, not a failure. */
+	if (opt.sync && fsync(run.dirfd) != 0 && errno != EINVAL && errno != ENOTSUP)
+		say(run.dir, strerror(errno));
 	verbose(run.file, "committed");
 	return COMMITTED;
 }
@@ -1052,16 +1153,23 @@ static void discard(void)
 		struct stat st;
 		char *kept = join(run.priv, ".kept");
 
-		if (opt.keep && run.keepable && fstatat(run.privfd, run.rel, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    rename(run.priv, kept) == 0) {
+		int keep = opt.keep && run.keepable &&
+		    fstatat(run.snapdirfd, run.snapname, &st, AT_SYMLINK_NOFOLLOW) == 0;
+
+		if (keep && rename(run.priv, kept) == 0) {
 			char *path = join(kept, "/", run.rel);
 
 			say("snapshot kept", path);
 			free(path);
-		} else if (remove_dir(run.dirfd, run.privname) != 0) {
-			say(run.priv, "cannot remove it entirely");
+		} else {
+			if (keep)
+				say(kept, strerror(errno));
+			if (remove_dir(run.dirfd, run.privname) != 0)
+				say(run.priv, strerror(errno));
 		}
 		free(kept);
+		close(run.snapdirfd);
+		run.snapdirfd = -1;
 		close(run.privfd);
 		run.privfd = -1;
 		free(run.priv);
@@ -1091,6 +1199,7 @@ int main(int argc, char **argv)
 	long attempt;
 
 	open_std_fds();
+	setvbuf(stderr, errbuf, _IOLBF, sizeof errbuf);
 	i = parse_options(argc, argv);
 	catch_signals();
 	resolve(argv[i]);
@@ -1100,7 +1209,7 @@ int main(int argc, char **argv)
 	}
 	i += argv[i + 1] && strcmp(argv[i + 1], "--") == 0 ? 2 : 1;
 	if (opt.lock)
-		take_lock(1);
+		lock_run();
 	remove_leftovers();
 	for (attempt = 0;; attempt++) {
 		take_snapshot();

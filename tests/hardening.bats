@@ -1,0 +1,117 @@
+#!/usr/bin/env bats
+# What CMD, another user or a hostile name beside FILE must not be able
+# to make snaprun do.
+
+load common
+load fs_helper
+
+as_nobody() {
+	need_root "runs snaprun as another user"
+	need_cmd setpriv
+	chmod 755 "$T"
+	setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
+}
+
+@test "--root: a link CMD puts inside the private directory cannot redirect the commit" {
+	mkdir -p R/sub out
+	printf old > R/sub/db
+	printf secret > out/db
+	chmod 600 out/db
+	run --separate-stderr sr --root R R/sub/db -- \
+		sh -c 'rm -r "$1/sub" && ln -s "$2" "$1/sub"' sh {} "$T/out"
+	expect_status 125
+	one_error_line
+	expect_content R/sub/db old
+	expect_content out/db secret
+	[ "$(stat -c %a out/db)" = 600 ]
+	no_leftovers R/sub
+}
+
+@test "a snapshot CMD replaced by a hard link to another file is not committed" {
+	printf old > f
+	printf key > secret
+	chmod 600 secret
+	run --separate-stderr sr f sh -c 'ln -f "$2" "$1"' sh {} "$T/secret"
+	expect_status 125
+	one_error_line
+	[[ $stderr == *"hard link"* ]]
+	expect_content f old
+	[ "$(stat -c %a secret)" = 600 ]
+	[ "$(stat -c %h secret)" -eq 1 ]
+	no_leftovers .
+}
+
+@test "another user's symlink in a sticky world-writable directory is not followed" {
+	need_root "makes a link as another user"
+	mkdir -m 1777 shared
+	mkdir -m 700 mine
+	printf private > mine/conf
+	as_nobody ln -s "$T/mine/conf" shared/cache.db
+	run --separate-stderr sr shared/cache.db sh -c 'printf replaced > "$1"' sh {}
+	expect_status 125
+	one_error_line
+	[[ $stderr == *"symbolic link"* ]]
+	expect_content mine/conf private
+	[ -L shared/cache.db ]
+	no_leftovers shared
+	no_leftovers mine
+}
+
+@test "our own symlink in a sticky world-writable directory is followed" {
+	mkdir -m 1777 shared
+	printf old > target
+	ln -s "$T/target" shared/link
+	run sr shared/link sh -c 'printf new > "$1"' sh {}
+	expect_status 0
+	expect_content target new
+	[ -L shared/link ]
+}
+
+@test "a FIFO where the lock file goes: 125 at once, no hang" {
+	printf old > f
+	mkfifo .f.snaprun.lock
+	run --separate-stderr timeout 10 "$SNAPRUN" -n f sh -c 'printf new > "$1"' sh {}
+	expect_status 125
+	one_error_line
+	[[ $stderr == *"not a regular file"* ]]
+	expect_content f old
+	run --separate-stderr timeout 10 "$SNAPRUN" --on-conflict=fail f sh -c 'printf new > "$1"' sh {}
+	expect_status 125
+	expect_content f old
+	no_leftovers .
+}
+
+@test "set-id bits are dropped when the owner cannot be kept" {
+	need_root "makes a file owned by another user"
+	mkdir -m 777 pub
+	printf old > pub/tool
+	chown daemon:daemon pub/tool
+	chmod 6775 pub/tool
+	run as_nobody "$SNAPRUN" pub/tool sh -c 'printf new > "$1"' sh {}
+	expect_status 0
+	expect_content pub/tool new
+	[ "$(stat -c %U pub/tool)" = nobody ]
+	[ "$(stat -c %a pub/tool)" = 775 ]
+}
+
+@test "set-id bits stay when the owner is kept" {
+	need_root "sets the owner"
+	printf old > tool
+	chown daemon:daemon tool
+	chmod 6755 tool
+	run sr tool sh -c 'printf new > "$1"' sh {}
+	expect_status 0
+	[ "$(stat -c %U:%G:%a tool)" = daemon:daemon:6755 ]
+}
+
+@test "-k keeps the snapshot of a FILE whose name is as long as names get" {
+	n=$(printf 'k%.0s' $(seq 255))
+	printf old > "$n"
+	run --separate-stderr sr -k "$n" sh -c 'printf new > "$1"; exit 4' sh {}
+	expect_status 4
+	expect_content "$n" old
+	kept=$(find . -maxdepth 1 -name '*.kept')
+	[ -n "$kept" ]
+	expect_content "$kept/$n" new
+	[[ $stderr == *"$kept"* ]]
+}
