@@ -44,38 +44,45 @@ expect_has() {
 	done
 }
 
-# The checks every shell shares. SHELL is bash, zsh or fish: need_SHELL
-# skips unless it can be driven, SHELL_complete asks it for candidates.
+# use_shell SHELL: the test drives SHELL (bash, zsh or fish): skip unless
+# it can be (need_SHELL, which also sets up the fixture); `offers` asks it.
+use_shell() {
+	need_"$1"
+	COMPLETE=$1_complete
+}
+
+# offers LINE [WORD]...: what the shell offers at the end of LINE is
+# exactly WORD... (nothing when no WORD is given).
+offers() {
+	output=$("$COMPLETE" "$1")
+	shift
+	expect "$@"
+}
+
+# The checks every shell shares; SHELL is bash, zsh or fish.
 
 # offers_command_names SHELL: after FILE (and after --), the commands on
 # PATH are offered; a dash right after FILE offers only --.
 offers_command_names() {
-	need_"$1"
-	output=$("$1"_complete 'snaprun cache.db zzsnap-')
-	expect zzsnap-alpha zzsnap-beta
-	output=$("$1"_complete 'snaprun --on-conflict=keep -x cache.db -- zzsnap-')
-	expect zzsnap-alpha zzsnap-beta
-	output=$("$1"_complete 'snaprun cache.db -')
-	expect --
+	use_shell "$1"
+	offers 'snaprun cache.db zzsnap-' zzsnap-alpha zzsnap-beta
+	offers 'snaprun --on-conflict=keep -x cache.db -- zzsnap-' zzsnap-alpha zzsnap-beta
+	offers 'snaprun cache.db -' --
 }
 
 # offers_cmds_completion SHELL: after CMD, CMD's own completion is used;
 # --clean takes no CMD, so nothing is offered after its FILE.
 offers_cmds_completion() {
-	need_"$1"
-	output=$("$1"_complete 'snaprun --missing=empty cache.db zzsnap-alpha ')
-	expect alpha beta
-	output=$("$1"_complete 'snaprun -x cache.db -- zzsnap-beta st')
-	expect state.json
-	output=$("$1"_complete 'snaprun --clean cache.db ')
-	expect
+	use_shell "$1"
+	offers 'snaprun --missing=empty cache.db zzsnap-alpha ' alpha beta
+	offers 'snaprun -x cache.db -- zzsnap-beta st' state.json
+	offers 'snaprun --clean cache.db '
 }
 
 # offers_option_names SHELL: every long option, without "=" (zsh, fish).
 offers_option_names() {
-	need_"$1"
-	output=$("$1"_complete 'snaprun --')
-	expect --placeholder --root --commit-on --on-conflict --retries \
+	use_shell "$1"
+	offers 'snaprun --' --placeholder --root --commit-on --on-conflict --retries \
 		--lock --wait --nonblock --missing --no-sync --keep --clean \
 		--verbose --help --version
 }
@@ -117,52 +124,42 @@ need_bash() {
 }
 
 @test "bash: the completion is registered for snaprun" {
-	need_bash
+	use_shell bash
 	run bash --norc -c '. /usr/share/bash-completion/bash_completion; . "$1"; complete -p snaprun' bash "$COMP/snaprun.bash"
 	[ "$status" -eq 0 ]
 	[[ $output == *"-F _snaprun snaprun" ]]
 }
 
 @test "bash: option names" {
-	need_bash
-	output=$(bash_complete 'snaprun --')
-	expect --placeholder= --root= --commit-on= --on-conflict= --retries= \
+	use_shell bash
+	offers 'snaprun --' --placeholder= --root= --commit-on= --on-conflict= --retries= \
 		--lock --wait= --nonblock --missing= --no-sync --keep --clean \
 		--verbose --help --version
-	output=$(bash_complete 'snaprun -x --on')
-	expect --on-conflict=
+	offers 'snaprun -x --on' --on-conflict=
 }
 
 @test "bash: --on-conflict values" {
-	need_bash
-	output=$(bash_complete 'snaprun --on-conflict=')
-	expect overwrite keep fail retry
-	output=$(bash_complete 'snaprun --on-conflict r')
-	expect retry
+	use_shell bash
+	offers 'snaprun --on-conflict=' overwrite keep fail retry
+	offers 'snaprun --on-conflict r' retry
 }
 
 @test "bash: --missing values" {
-	need_bash
-	output=$(bash_complete 'snaprun --missing ')
-	expect absent empty error
-	output=$(bash_complete 'snaprun -x --missing=e')
-	expect empty error
+	use_shell bash
+	offers 'snaprun --missing ' absent empty error
+	offers 'snaprun -x --missing=e' empty error
 }
 
 @test "bash: --root completes directories, -w offers nothing" {
-	need_bash
-	output=$(bash_complete 'snaprun --root ')
-	expect sub
-	output=$(bash_complete 'snaprun -w ')
-	expect
+	use_shell bash
+	offers 'snaprun --root ' sub
+	offers 'snaprun -w '
 }
 
 @test "bash: FILE completes files" {
-	need_bash
-	output=$(bash_complete 'snaprun ')
-	expect cache.db state.json sub
-	output=$(bash_complete 'snaprun --missing=empty -c 0,1 st')
-	expect state.json
+	use_shell bash
+	offers 'snaprun ' cache.db state.json sub
+	offers 'snaprun --missing=empty -c 0,1 st' state.json
 }
 
 @test "bash: after FILE, command names" {
@@ -232,29 +229,24 @@ need_zsh() {
 }
 
 @test "zsh: --on-conflict values" {
-	need_zsh
-	output=$(zsh_complete 'snaprun --on-conflict=')
-	expect overwrite keep fail retry
+	use_shell zsh
+	offers 'snaprun --on-conflict=' overwrite keep fail retry
 }
 
 @test "zsh: --missing values" {
-	need_zsh
-	output=$(zsh_complete 'snaprun -x --missing=')
-	expect absent empty error
+	use_shell zsh
+	offers 'snaprun -x --missing=' absent empty error
 }
 
 @test "zsh: --root completes directories" {
-	need_zsh
-	output=$(zsh_complete 'snaprun --root=')
-	expect sub
+	use_shell zsh
+	offers 'snaprun --root=' sub
 }
 
 @test "zsh: FILE completes files" {
-	need_zsh
-	output=$(zsh_complete 'snaprun ')
-	expect cache.db state.json sub
-	output=$(zsh_complete 'snaprun -c 0,1 st')
-	expect state.json
+	use_shell zsh
+	offers 'snaprun ' cache.db state.json sub
+	offers 'snaprun -c 0,1 st' state.json
 }
 
 @test "zsh: after FILE, command names" {
@@ -288,34 +280,27 @@ need_fish() {
 }
 
 @test "fish: --on-conflict values" {
-	need_fish
-	output=$(fish_complete 'snaprun --on-conflict=')
-	expect --on-conflict=overwrite --on-conflict=keep --on-conflict=fail \
+	use_shell fish
+	offers 'snaprun --on-conflict=' --on-conflict=overwrite --on-conflict=keep --on-conflict=fail \
 		--on-conflict=retry
-	output=$(fish_complete 'snaprun --on-conflict ')
-	expect overwrite keep fail retry
+	offers 'snaprun --on-conflict ' overwrite keep fail retry
 }
 
 @test "fish: --missing values" {
-	need_fish
-	output=$(fish_complete 'snaprun -x --missing ')
-	expect absent empty error
+	use_shell fish
+	offers 'snaprun -x --missing ' absent empty error
 }
 
 @test "fish: --root completes directories" {
-	need_fish
-	output=$(fish_complete 'snaprun --root ')
-	expect sub/
-	output=$(fish_complete 'snaprun --root=')
-	expect --root=sub/
+	use_shell fish
+	offers 'snaprun --root ' sub/
+	offers 'snaprun --root=' --root=sub/
 }
 
 @test "fish: FILE completes files" {
-	need_fish
-	output=$(fish_complete 'snaprun ')
-	expect cache.db state.json sub/
-	output=$(fish_complete 'snaprun -c 0,1 st')
-	expect state.json
+	use_shell fish
+	offers 'snaprun ' cache.db state.json sub/
+	offers 'snaprun -c 0,1 st' state.json
 }
 
 @test "fish: after FILE, command names" {
