@@ -18,7 +18,7 @@ SR_CPPFLAGS = -DSNAPRUN_VERSION='"$(VERSION)"' \
 	$(if $(PLAIN_COPY),-DSNAPRUN_PLAIN_COPY)
 
 BATS    = bats
-TESTS   = tests
+RUN_TESTS = BATS=$(BATS) tests/run
 
 # The build directory is mapped away so that any checkout builds the same bytes.
 COMPILE = $(CC) -std=c11 $(WARN) -ffile-prefix-map=$(CURDIR)=. $(SR_CPPFLAGS) $(CPPFLAGS)
@@ -29,7 +29,7 @@ snaprun: snapshot.c
 	$(COMPILE) $(CFLAGS) $(LDFLAGS) -o $@ snapshot.c
 
 check: snaprun
-	SNAPRUN=$(CURDIR)/snaprun $(BATS) $(TESTS)
+	SNAPRUN=$(CURDIR)/snaprun $(RUN_TESTS)
 
 # Quality gates: the same suite against other builds, then static checks.
 # Each variant sets SNAPRUN_BUILD so the few tests it cannot honour
@@ -52,17 +52,17 @@ build/musl/snaprun: snapshot.c
 check-asan: build/asan/snaprun
 	rm -f $(SAN_LOG).*
 	ASAN_OPTIONS=log_path=$(SAN_LOG) UBSAN_OPTIONS=log_path=$(SAN_LOG):print_stacktrace=1 \
-	SNAPRUN_BUILD=asan SNAPRUN=$(CURDIR)/build/asan/snaprun $(BATS) $(TESTS)
+	SNAPRUN_BUILD=asan SNAPRUN=$(CURDIR)/build/asan/snaprun $(RUN_TESTS)
 	@# A run killed while LeakSanitizer stops it writes only "Unable to
 	@# get registers": no finding.  Any report proper fails the gate.
 	@if cat $(SAN_LOG).* 2>/dev/null | grep -E 'ERROR|runtime error'; then \
 		cat $(SAN_LOG).*; exit 1; fi
 
 check-plain: build/plain/snaprun
-	SNAPRUN_BUILD=plain SNAPRUN=$(CURDIR)/build/plain/snaprun $(BATS) $(TESTS)
+	SNAPRUN_BUILD=plain SNAPRUN=$(CURDIR)/build/plain/snaprun $(RUN_TESTS)
 
 check-musl: build/musl/snaprun
-	SNAPRUN_BUILD=musl SNAPRUN=$(CURDIR)/build/musl/snaprun $(BATS) $(TESTS)
+	SNAPRUN_BUILD=musl SNAPRUN=$(CURDIR)/build/musl/snaprun $(RUN_TESTS)
 
 VALGRIND = valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect
 
