@@ -1212,6 +1212,8 @@ int main(int argc, char **argv)
 		lock_run();
 	remove_leftovers();
 	for (attempt = 0;; attempt++) {
+		enum outcome outcome;
+
 		take_snapshot();
 		check_interrupt();
 		status = run_command(argv + i);
@@ -1220,8 +1222,7 @@ int main(int argc, char **argv)
 			discard();
 			exit_like(status);
 		}
-		enum outcome outcome = commit();
-
+		outcome = commit();
 		discard();
 		if (outcome != CONFLICTED)
 			break;
