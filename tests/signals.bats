@@ -102,16 +102,16 @@ finish() {
 	for sig in TERM INT; do
 		rm -f cmdpid
 		printf old > f
-		# job control gives the background job default INT handling
-		set -m
-		"$SNAPRUN" f sh -c "$writer" sh {} "$T/cmdpid" </dev/null >out 2>err 3>&- &
+		# a background job starts with INT ignored: give it back its default
+		env --default-signal=INT "$SNAPRUN" f sh -c "$writer" sh {} "$T/cmdpid" \
+			</dev/null >out 2>err 3>&- &
 		srpid=$!
-		set +m
 		wait_for cmdpid
 		cmdpid=$(cat cmdpid)
 		kill -"$sig" "$srpid"
 		st=0
 		wait "$srpid" || st=$?
+		echo "SIG$sig: bash saw $st; $(cat err)" >&2
 		if [ $sig = TERM ]; then [ "$st" -eq 143 ]; else [ "$st" -eq 130 ]; fi
 		pid_gone "$cmdpid"
 		srpid= cmdpid=
