@@ -1075,13 +1075,23 @@ static int changed_since_snapshot(void)
 /* rename(2) the snapshot over FILE.  Under --no-sync, on Linux, the two
  * are exchanged instead when FILE is there: ext4 flushes a file's data
  * when a rename replaces another (auto_da_alloc), which is the cost
- * --no-sync waives.  The old FILE then goes with the private directory. */
+ * --no-sync waives.  The old FILE then goes with the private directory;
+ * a directory put in FILE's place meanwhile, which rename would refuse
+ * to replace, is exchanged back. */
 static int replace_file(void)
 {
 #ifdef RENAME_EXCHANGE
+	struct stat old;
+
 	if (!opt.sync && run.srcfd >= 0 &&
-	    renameat2(run.snapdirfd, run.snapname, run.dirfd, run.base, RENAME_EXCHANGE) == 0)
-		return 0;
+	    renameat2(run.snapdirfd, run.snapname, run.dirfd, run.base, RENAME_EXCHANGE) == 0) {
+		if (fstatat(run.snapdirfd, run.snapname, &old, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISDIR(old.st_mode))
+			return 0;
+		if (renameat2(run.snapdirfd, run.snapname, run.dirfd, run.base, RENAME_EXCHANGE) == 0)
+			errno = EISDIR;
+		return -1;
+	}
 #endif
 	return renameat(run.snapdirfd, run.snapname, run.dirfd, run.base);
 }

@@ -115,3 +115,14 @@ as_nobody() {
 	expect_content "$kept/$n" new
 	[[ $stderr == *"$kept"* ]]
 }
+
+@test "--no-sync: a directory put in FILE's place during CMD is left whole" {
+	printf old > f
+	run --separate-stderr sr --no-sync f sh -c \
+		'printf new > "$1"; rm "$2/f"; mkdir "$2/f"; printf precious > "$2/f/data"' sh {} "$T"
+	expect_status 125
+	one_error_line
+	[ -d f ]
+	expect_content f/data precious
+	no_leftovers .
+}
