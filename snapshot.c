@@ -343,7 +343,7 @@ static int parse_options(int argc, char **argv)
 			if (errno || end == optarg || *end || !(opt.wait >= 0 && opt.wait < 1e9))
 				die("--wait", "not a number of seconds");
 			opt.lock = 1;
-			opt.nonblock = opt.wait < 1e-6;	/* below the timer's grain */
+			opt.nonblock |= opt.wait < 1e-6;	/* below the timer's grain */
 			break;
 		case 'n': opt.nonblock = opt.lock = 1; break;
 		case O_MISSING: opt.missing = pick("--missing", optarg, missing_modes); break;
@@ -522,7 +522,9 @@ static int open_lock(int create)
 	    (create ? O_CREAT : 0), 0666);
 	struct stat st;
 
-	if (fd < 0 && errno == ENOENT && !create) {
+	/* A commit that only joins in the locking does without a lock file
+	 * it cannot open, rather than lose CMD's work. */
+	if (fd < 0 && (errno == ENOENT || errno == EACCES) && !create) {
 		free(name);
 		return -1;
 	}
@@ -530,6 +532,9 @@ static int open_lock(int create)
 		die(name, strerror(errno));
 	if (!S_ISREG(st.st_mode))
 		die(name, "not a regular file");
+	/* Every user of FILE must be able to open it, whatever our umask. */
+	if (create && st.st_uid == geteuid() && (st.st_mode & 0444) != 0444)
+		(void)fchmod(fd, 0644);
 	free(name);
 	return fd;
 }
@@ -598,28 +603,31 @@ static int remove_dir(int at, const char *name)
 {
 	struct dirent *e;
 	DIR *d;
-	int fd, r = 0;
+	int fd, err = 0;
 
 	if (unlinkat(at, name, AT_REMOVEDIR) == 0)
 		return 0;	/* empty, as after most commits */
+	/* CMD may have left it read-only or unreadable (as go mod download
+	 * does); it is ours to empty.  Never through a link. */
+	(void)fchmodat(at, name, S_IRWXU, AT_SYMLINK_NOFOLLOW);
 	fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -1;
-	/* CMD may have left it read-only (as go mod download does); it is
-	 * ours to empty.  Where it is not ours, the unlinks below say so. */
-	(void)fchmod(fd, S_IRWXU);
 	d = fdopendir(fd);
 	if (!d) {
 		close(fd);
 		return -1;
 	}
 	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-			r |= remove_tree(fd, e->d_name);
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+		    remove_tree(fd, e->d_name) != 0 && !err)
+			err = errno;
 	closedir(d);
-	if (unlinkat(at, name, AT_REMOVEDIR) != 0)
-		r = -1;
-	return r;
+	if (unlinkat(at, name, AT_REMOVEDIR) == 0)
+		return 0;
+	if (err)
+		errno = err;	/* the cause, not the "not empty" it leads to */
+	return -1;
 }
 
 /* Remove name below at, whatever it is; never follows a symbolic link. */

@@ -126,3 +126,46 @@ as_nobody() {
 	expect_content f/data precious
 	no_leftovers .
 }
+
+@test "a lock file made under umask 077 still lets other users commit" {
+	need_root "runs as two users"
+	mkdir -m 777 pub && cd pub
+	printf old > f
+	chmod 666 f
+	(umask 077 && sr -x f true)
+	[ "$(stat -c %a .f.snaprun.lock)" = 644 ]
+	run --separate-stderr as_nobody "$SNAPRUN" f sh -c 'printf new > "$1"' sh {}
+	expect_status 0
+	expect_content f new
+	run --separate-stderr as_nobody "$SNAPRUN" -x f sh -c 'printf newer > "$1"' sh {}
+	expect_status 0
+	expect_content f newer
+}
+
+@test "directories CMD leaves unreadable are removed, also for an unprivileged user" {
+	need_root "runs as another user"
+	mkdir -m 777 pub && cd pub
+	printf old > f
+	chmod 666 f
+	run --separate-stderr as_nobody "$SNAPRUN" f sh -c \
+		'mkdir "$SNAPRUN_ROOT/d" "$SNAPRUN_ROOT/e" && : > "$SNAPRUN_ROOT/d/x" &&
+		 chmod 000 "$SNAPRUN_ROOT/d" && chmod 300 "$SNAPRUN_ROOT/e" && printf new > "$1"' sh {}
+	expect_status 0
+	[ -z "$stderr" ]
+	expect_content f new
+	no_leftovers .
+}
+
+@test "-n wins over -w: a held lock fails at once" {
+	printf old > f
+	sr -x f sleep 3 &
+	holder=$!
+	for _ in $(seq 50); do [ -n "$(leftovers .)" ] && break; sleep 0.05; done
+	start=$(date +%s%N)
+	run --separate-stderr sr -n -w 2 f true
+	elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
+	wait "$holder"
+	expect_status 75
+	one_error_line
+	[ "$elapsed" -lt 1000 ]
+}
