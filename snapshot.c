@@ -236,7 +236,7 @@ static void usage(void)
 	    "  -w, --wait=SECONDS      give up waiting for the lock after SECONDS\n"
 	    "  -n, --nonblock          give up at once if the lock is taken\n"
 	    "      --missing=MODE      FILE absent: absent (default), empty or error\n"
-	    "      --no-sync           do not flush to disk before the commit\n"
+	    "      --no-sync           skip the fsyncs (for caches that can be rebuilt)\n"
 	    "  -k, --keep              keep the snapshot when nothing is committed\n"
 	    "      --clean             remove what killed runs left beside FILE\n"
 	    "  -v, --verbose           say each step on stderr\n"
