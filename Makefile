@@ -21,7 +21,8 @@ BATS    = bats
 RUN_TESTS = BATS=$(BATS) tests/run
 
 # The build directory is mapped away so that any checkout builds the same bytes.
-COMPILE = $(CC) -std=c11 $(WARN) -ffile-prefix-map=$(CURDIR)=. $(SR_CPPFLAGS) $(CPPFLAGS)
+SR_FLAGS = -std=c11 $(WARN) -ffile-prefix-map=$(CURDIR)=. $(SR_CPPFLAGS) $(CPPFLAGS)
+COMPILE  = $(CC) $(SR_FLAGS)
 
 all: snaprun
 
@@ -32,8 +33,8 @@ check: snaprun
 	SNAPRUN=$(CURDIR)/snaprun $(RUN_TESTS)
 
 # Quality gates: the same suite against other builds, then static checks.
-# Each variant sets SNAPRUN_BUILD so the few tests it cannot honour
-# (peak memory under a sanitizer, reflinks without the fast path) skip.
+# The few tests a build cannot honour (peak memory under a sanitizer,
+# reflinks without the fast path) see it in the binary and skip.
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 SAN_LOG  = $(CURDIR)/build/asan/report
 
@@ -47,22 +48,22 @@ build/plain/snaprun: snapshot.c
 
 build/musl/snaprun: snapshot.c
 	mkdir -p $(@D)
-	musl-gcc -std=c11 $(WARN) -ffile-prefix-map=$(CURDIR)=. $(SR_CPPFLAGS) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ snapshot.c
+	musl-gcc $(SR_FLAGS) $(CFLAGS) $(LDFLAGS) -o $@ snapshot.c
 
 check-asan: build/asan/snaprun
 	rm -f $(SAN_LOG).*
 	ASAN_OPTIONS=log_path=$(SAN_LOG) UBSAN_OPTIONS=log_path=$(SAN_LOG):print_stacktrace=1 \
-	SNAPRUN_BUILD=asan SNAPRUN=$(CURDIR)/build/asan/snaprun $(RUN_TESTS)
+	SNAPRUN=$(CURDIR)/build/asan/snaprun $(RUN_TESTS)
 	@# A run killed while LeakSanitizer stops it writes only "Unable to
 	@# get registers": no finding.  Any report proper fails the gate.
 	@if cat $(SAN_LOG).* 2>/dev/null | grep -E 'ERROR|runtime error'; then \
 		cat $(SAN_LOG).*; exit 1; fi
 
 check-plain: build/plain/snaprun
-	SNAPRUN_BUILD=plain SNAPRUN=$(CURDIR)/build/plain/snaprun $(RUN_TESTS)
+	SNAPRUN=$(CURDIR)/build/plain/snaprun $(RUN_TESTS)
 
 check-musl: build/musl/snaprun
-	SNAPRUN_BUILD=musl SNAPRUN=$(CURDIR)/build/musl/snaprun $(RUN_TESTS)
+	SNAPRUN=$(CURDIR)/build/musl/snaprun $(RUN_TESTS)
 
 VALGRIND = valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect
 
@@ -71,10 +72,10 @@ valgrind: snaprun
 
 cppcheck:
 	cppcheck -q --std=c11 --enable=warning,style,performance,portability \
-		--error-exitcode=1 --inline-suppr -D__linux__ -D_GNU_SOURCE snapshot.c
+		--error-exitcode=1 --inline-suppr -D__linux__ snapshot.c
 
 analyze:
-	gcc -std=c11 $(WARN) -Werror $(SR_CPPFLAGS) -fanalyzer -c -o /dev/null snapshot.c
+	gcc $(SR_FLAGS) -Werror -fanalyzer -c -o /dev/null snapshot.c
 
 lint:
 	@out=$$(mandoc -Tlint -W warning man/snaprun.1; groff -ww -z -mandoc man/snaprun.1 2>&1); \

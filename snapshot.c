@@ -233,8 +233,8 @@ static void usage(void)
 	    "                          fail or retry\n"
 	    "      --retries=N         runs again with --on-conflict=retry (default 3)\n"
 	    "  -x, --lock              serialise whole runs on FILE\n"
-	    "  -w, --wait=SECONDS      give up waiting for the lock after SECONDS\n"
-	    "  -n, --nonblock          give up at once if the lock is taken\n"
+	    "  -w, --wait=SECONDS      give up waiting for the lock after SECONDS (implies -x)\n"
+	    "  -n, --nonblock          give up at once if the lock is taken (implies -x)\n"
 	    "      --missing=MODE      FILE absent: absent (default), empty or error\n"
 	    "      --no-sync           skip the fsyncs (for caches that can be rebuilt)\n"
 	    "  -k, --keep              keep the snapshot when nothing is committed\n"
@@ -249,9 +249,8 @@ static void usage(void)
 
 static int pick(const char *option, const char *arg, const char *const *names)
 {
-	int i;
-
 	char why[128] = "expected";
+	int i;
 
 	for (i = 0; names[i]; i++) {
 		if (strcmp(arg, names[i]) == 0)
@@ -397,6 +396,16 @@ static int may_follow(const char *link, const struct stat *st)
 	return ok;
 }
 
+/* Only a regular file can be snapshotted; anything else is refused
+ * before it is opened, since opening a FIFO or a device acts on it. */
+static void must_be_regular(const char *file, const struct stat *st)
+{
+	if (S_ISDIR(st->st_mode))
+		die(file, "is a directory");
+	if (!S_ISREG(st->st_mode))
+		die(file, "not a regular file");
+}
+
 /* Follow symbolic links to the final target, which may not exist yet. */
 static char *final_target(const char *file)
 {
@@ -413,8 +422,10 @@ static char *final_target(const char *file)
 				die(file, strerror(errno));
 			return path;
 		}
-		if (!S_ISLNK(st.st_mode))
+		if (!S_ISLNK(st.st_mode)) {
+			must_be_regular(file, &st);
 			return path;
+		}
 		if (hops == 40)
 			die(file, strerror(ELOOP));
 		if (!may_follow(path, &st))
@@ -503,10 +514,9 @@ static void resolve(const char *file)
 	if (!*run.base || strcmp(run.base, ".") == 0 || strcmp(run.base, "..") == 0)
 		die(file, "is a directory");
 	run.dirfd = open(run.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (run.dirfd < 0 && errno == ENOENT && opt.missing != ERROR && !opt.clean) {
-		run.dirfd = make_dirs(AT_FDCWD, run.dir, 0);
+	if (run.dirfd < 0 && errno == ENOENT && opt.missing != ERROR && !opt.clean &&
+	    (run.dirfd = make_dirs(AT_FDCWD, run.dir, 0)) >= 0)
 		verbose(run.dir, "created missing directories");
-	}
 	if (run.dirfd < 0)
 		die(run.dir, strerror(errno));
 	run.rel = opt.root ? path_below_root() : join(run.base);
@@ -851,9 +861,8 @@ static const char *copy_data(int in, int out, off_t size)
 static void take_snapshot(void)
 {
 	const char *how = "absent";
-	int out = -1;
-
 	char *sub = dir_of(run.rel);
+	int out = -1;
 
 	make_private_dir();
 	run.snapshot = join(run.priv, "/", run.rel);
@@ -868,10 +877,7 @@ static void take_snapshot(void)
 	if (run.srcfd >= 0) {
 		if (fstat(run.srcfd, &run.orig) != 0)
 			die(run.file, strerror(errno));
-		if (S_ISDIR(run.orig.st_mode))
-			die(run.file, "is a directory");
-		if (!S_ISREG(run.orig.st_mode))
-			die(run.file, "not a regular file");
+		must_be_regular(run.file, &run.orig);	/* replaced since resolve */
 		out = openat(run.snapdirfd, run.snapname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (out < 0)
 			die(run.snapshot, strerror(errno));
@@ -1170,7 +1176,6 @@ static void discard(void)
 	if (run.privfd >= 0) {
 		struct stat st;
 		char *kept = join(run.priv, ".kept");
-
 		int keep = opt.keep && run.keepable &&
 		    fstatat(run.snapdirfd, run.snapname, &st, AT_SYMLINK_NOFOLLOW) == 0;
 
@@ -1186,7 +1191,8 @@ static void discard(void)
 				say(run.priv, strerror(errno));
 		}
 		free(kept);
-		close(run.snapdirfd);
+		if (run.snapdirfd >= 0)
+			close(run.snapdirfd);
 		run.snapdirfd = -1;
 		close(run.privfd);
 		run.privfd = -1;

@@ -169,3 +169,18 @@ as_nobody() {
 	one_error_line
 	[ "$elapsed" -lt 1000 ]
 }
+
+@test "a FIFO as FILE is refused without being opened: a writer waiting on it stays blocked" {
+	mkfifo fifo
+	# this writer blocks until something opens the FIFO for reading
+	sh -c 'echo data > fifo; echo released > writer.out' &
+	writer=$!
+	run --separate-stderr timeout 10 "$SNAPRUN" fifo true
+	expect_status 125
+	one_error_line
+	sleep 0.2
+	kill -0 "$writer"
+	[ ! -e writer.out ]
+	kill "$writer"
+	no_leftovers .
+}
