@@ -366,3 +366,27 @@ intruder_refused() {
 	[ ! -e db-journal ]
 	no_leftovers .
 }
+
+@test "default mode: the rename waits while another holds an existing lock file" {
+	need_cmd flock
+	echo old >f
+	: >.f.snaprun.lock
+	flock .f.snaprun.lock sleep 1 &
+	holder=$!
+	sleep 0.2
+	start=$(date +%s%N)
+	run timeout 10 "$SNAPRUN" f sh -c 'echo new > "$1"' sh {}
+	elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
+	wait "$holder"
+	[ "$status" -eq 0 ]
+	[ "$(cat f)" = new ]
+	[ "$elapsed" -ge 500 ]
+	no_leftovers .
+}
+
+@test "default mode without a lock file creates none" {
+	echo old >f
+	run timeout 10 "$SNAPRUN" f sh -c 'echo new > "$1"' sh {}
+	[ "$status" -eq 0 ]
+	[ ! -e .f.snaprun.lock ]
+}
