@@ -1,11 +1,29 @@
 /*
  * snaprun - run a command on a private snapshot of a file, then commit
- * the snapshot back over the file with one atomic rename.
+ * the snapshot over the file with one atomic rename.
  *
- * The steps of main() are the steps of SPEC.md "What one run does";
- * snaprun(1) is the user's contract.
+ * FILE is copied into a private directory beside it, CMD runs on the
+ * copy, and when CMD's exit status is in the commit set the copy is
+ * renamed over FILE: a reader sees the old file or the new one, never a
+ * mix.  The private directory stays flock(2)ed while snaprun or CMD lives,
+ * so a later run (or --clean) removes a killed run's leftovers only once
+ * nothing uses them.
+ *
+ * main() calls the steps in order; each is numbered where it is defined:
+ *   1. resolve     FILE's final target; its directory opened, by descriptor
+ *   2. take        a private directory beside FILE, FILE copied into it
+ *   3. substitute  the snapshot's path for the placeholder in CMD
+ *   4. run         CMD without a shell, signals forwarded to it
+ *   5. decide      CMD exited with a status of the commit set: commit
+ *   6. commit      check the snapshot, lock, check for conflicts, rename
+ *   7. discard     remove the private directory (or keep it, -k)
+ *   8. leave       with CMD's status; 75 conflict or lock; 125 failure
+ *
+ * The steps hand each other what they use as arguments: the options, the
+ * target (FILE resolved) and the snapshot.  Globals hold only what die()
+ * and the signal handlers must reach.  snaprun(1) is the user's contract.
  */
-#define _GNU_SOURCE	/* Linux: O_DIRECTORY, copy_file_range, renameat2 */
+#define _GNU_SOURCE	/* renameat2, O_PATH, F_SETLEASE, getentropy */
 
 #include <sys/file.h>
 #include <sys/resource.h>
@@ -21,24 +39,41 @@
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
 
-/* Linux only: kernel-side copies and extended attributes.  Elsewhere, or
- * with SNAPRUN_PLAIN_COPY, the portable read/write path does the copy. */
-#if defined(__linux__) && !defined(SNAPRUN_PLAIN_COPY)
+/* Linux only: renameat2, extended attributes, leases, /proc/self/fd, and
+ * the kernel-side copies.  SNAPRUN_POSIX compiles all of it out, as a
+ * system with POSIX alone would build it; SNAPRUN_PLAIN_COPY only the
+ * copies.  What a build has, -V lists. */
+#if defined(__linux__) && !defined(SNAPRUN_POSIX)
+#define HAVE_LINUX 1
+#include <sys/xattr.h>
+#if !defined(SNAPRUN_PLAIN_COPY)
 #define FAST_COPY 1
 #include <sys/ioctl.h>
 #ifndef FICLONE
-#define FICLONE _IOW(0x94, 9, int)	/* from <linux/fs.h>, absent in musl */
+#define FICLONE _IOW(0x94, 9, int)	/* <linux/fs.h>, absent in musl */
 #endif
 #endif
-#ifdef __linux__
-#include <sys/xattr.h>
+#if defined(RENAME_EXCHANGE) && defined(RENAME_NOREPLACE)
+#define HAVE_EXCHANGE 1
+#endif
+#if defined(F_SETLEASE)
+#define HAVE_LEASE 1
+#endif
+#if defined(O_PATH)
+#define O_WALK O_PATH	/* opens a directory without reading it */
+#endif
+#endif
+#ifndef O_WALK
+#define O_WALK O_RDONLY
 #endif
 
 #ifndef NAME_MAX
@@ -54,6 +89,12 @@ extern char **environ;
 #define SNAPRUN_VERSION "unknown"
 #endif
 
+#if defined(__GNUC__)
+#define PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define PRINTF(f, a)
+#endif
+
 enum {
 	EXIT_CONFLICT = 75,	/* EX_TEMPFAIL: try again later */
 	EXIT_FAILED = 125,
@@ -63,105 +104,124 @@ enum {
 
 enum conflict { OVERWRITE, KEEP, FAIL, RETRY };
 enum missing { ABSENT, EMPTY, ERROR };
-enum outcome { COMMITTED, CONFLICTED, NOTHING };
+enum outcome { COMMITTED, CONFLICT, NOTHING, BUSY };
 
-static const char *const conflict_modes[] = { "overwrite", "keep", "fail", "retry", NULL };
+static const char *const conflict_modes[] = {
+	"overwrite", "keep", "fail", "retry", NULL
+};
 static const char *const missing_modes[] = { "absent", "empty", "error", NULL };
 
-static struct {
+struct options {
+	const char *file;	/* FILE as given */
 	const char *placeholder;
-	const char *root;
+	const char *root;	/* --root */
 	unsigned char commit_on[256];
 	enum conflict conflict;
 	long retries;
-	int lock;
-	double wait;
-	int nonblock;
+	int lock;		/* -x */
+	double wait;		/* -w, seconds */
+	int nonblock;		/* -n */
 	enum missing missing;
 	int sync;
-	int keep;
-	int clean;
-	int verbose;
-} opt = {
-	.placeholder = "{}",
-	.commit_on = { [0] = 1 },
-	.conflict = OVERWRITE,
-	.retries = 3,
-	.missing = ABSENT,
-	.sync = 1,
+	int keep;		/* -k */
+	int clean;		/* --clean */
 };
 
-/* One run's state; global so that every exit path can clean up. */
-static struct {
-	const char *file;	/* FILE as the user gave it */
-	char *dir;		/* directory of FILE's final target */
-	char *base;		/* basename of FILE's final target */
+/* FILE resolved (step 1), the same for every try. */
+struct target {
+	const char *file;	/* FILE as given, for messages */
+	char *dir;		/* its final target's directory, as a path */
+	char *base;		/* its final target's name */
 	char *prefix;		/* ".BASE.snaprun.", the start of our names */
-	char *rel;		/* snapshot path inside the private directory */
-	int snapdirfd;		/* the snapshot's own directory, held open so
-				 * that CMD cannot redirect the commit by a link */
-	const char *snapname;	/* the snapshot's name in it */
-	int dirfd;
-	int lockfd;
-	char *priv;		/* private directory, as a path */
-	const char *privname;	/* its name inside dir */
-	int privfd;		/* locked for as long as we or CMD live */
-	char *snapshot;		/* the snapshot, as a path */
-	int srcfd;		/* FILE as snapshotted; -1 when it was absent */
-	struct stat orig;	/* FILE's identity and metadata at that time */
-	pid_t child;
-	int keepable;		/* CMD ran on the snapshot, not committed */
-} run = { .dirfd = -1, .lockfd = -1, .privfd = -1, .snapdirfd = -1, .srcfd = -1 };
+	char *rel;		/* the snapshot's path in the private directory */
+	int dirfd;		/* dir, opened without following links */
+	struct stat dirst;	/* dir's owner and mode: who may lock here */
+	uid_t owner;		/* FILE's owner; (uid_t)-1 when absent */
+};
 
-static volatile sig_atomic_t caught;
-static volatile sig_atomic_t timed_out;
-static char errbuf[BUFSIZ];	/* stderr line-buffered: one write a message */
+/* One snapshot (step 2), handed on to run, commit and discard. */
+struct snapshot {
+	int dirfd;		/* the target's directory (not ours to close) */
+	char name[NAME_MAX + 1];/* the private directory's name in it */
+	char *priv;		/* the private directory, as a path */
+	int privfd;		/* flocked while snaprun or CMD lives */
+	const char *rel;	/* the snapshot inside it */
+	char *path;		/* the snapshot, as a path */
+	int subfd;		/* the directory the snapshot is in */
+	int srcfd;		/* FILE as taken; -1 when it was absent */
+	struct stat orig;	/* FILE's identity and metadata then */
+	char **args;		/* CMD with the placeholder replaced */
+	int ran;		/* CMD ran on it (and nothing was committed) */
+	int keep;		/* -k, for this try */
+};
 
-/* The one way snaprun speaks: "snaprun: WHAT: WHY", always one line. */
-static void say(const char *what, const char *why)
+/* What CMD gets back: the signals snaprun handles at their default, and
+ * the signal mask snaprun was started with. */
+struct signals {
+	sigset_t dfl;
+	sigset_t mask;
+};
+
+static struct snapshot *live;		/* what die() and signals discard */
+static volatile pid_t child;		/* CMD, while it runs */
+static volatile sig_atomic_t caught;	/* a terminating signal received */
+static volatile sig_atomic_t timed_out;	/* -w ran out */
+static int verbose;			/* -v */
+static char errbuf[BUFSIZ];		/* stderr by lines: one write each */
+
+/* ------------------------------------------------------------ messages */
+
+/* "snaprun: " and the message on one line, control characters shown
+ * harmlessly.  A format that ends in ':' gets errno's text appended, as
+ * with sbase's eprintf. */
+static void vsay(const char *fmt, va_list ap)
 {
-	const char *parts[2] = { what, why };
-	int i;
+	char msg[2 * PATH_MAX + 256];
+	size_t n = strlen(fmt);
+	int err = errno;
+	const unsigned char *p;
 
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	fputs("snaprun: ", stderr);
-	for (i = 0; i < 2; i++) {
-		const unsigned char *p;
-
-		if (i)
-			fputs(": ", stderr);
-		for (p = (const unsigned char *)parts[i]; *p; p++) {
-			if (*p == '\n')
-				fputs("\\n", stderr);
-			else if (*p < ' ' || *p == 0x7f)
-				fputc('?', stderr);
-			else
-				fputc(*p, stderr);
-		}
+	for (p = (const unsigned char *)msg; *p; p++) {
+		if (*p == '\n')
+			fputs("\\n", stderr);
+		else if (*p < ' ' || *p == 0x7f)
+			fputc('?', stderr);
+		else
+			fputc(*p, stderr);
 	}
+	if (n && fmt[n - 1] == ':')
+		fprintf(stderr, " %s", strerror(err));
 	fputc('\n', stderr);
+	errno = err;
 }
 
-static void verbose(const char *what, const char *detail)
+PRINTF(1, 2) static void say(const char *fmt, ...)
 {
-	if (opt.verbose)
-		say(what, detail);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsay(fmt, ap);
+	va_end(ap);
 }
 
-static void discard(void);
-
-static _Noreturn void die_by(int sig);
-
-/* A failure that a signal caused (an interrupted wait) is that signal's. */
-static _Noreturn void die(const char *what, const char *why)
+/* -v: each step on stderr. */
+PRINTF(1, 2) static void note(const char *fmt, ...)
 {
-	if (!caught)
-		say(what, why);
-	discard();
-	if (caught)
-		die_by(caught);
-	exit(EXIT_FAILED);
+	va_list ap;
+
+	if (!verbose)
+		return;
+	va_start(ap, fmt);
+	vsay(fmt, ap);
+	va_end(ap);
 }
 
+static void discard(struct snapshot *s);
+
+/* End by signal sig, as CMD did or as snaprun was told to, without a
+ * core dump: shells and make then see the interrupt. */
 static _Noreturn void die_by(int sig)
 {
 	struct rlimit no_core = { 0, 0 };
@@ -177,18 +237,27 @@ static _Noreturn void die_by(int sig)
 	_exit(128 + sig);
 }
 
-/* Leave as CMD left: its status, or its signal. */
-static _Noreturn void exit_like(int status)
+/* Fail: one line, the snapshot removed, 125.  A failure that a signal
+ * caused (an interrupted wait) is that signal's. */
+PRINTF(1, 2) static _Noreturn void die(const char *fmt, ...)
 {
-	if (WIFSIGNALED(status))
-		die_by(WTERMSIG(status));
-	exit(WEXITSTATUS(status));
+	if (!caught) {
+		va_list ap;
+
+		va_start(ap, fmt);
+		vsay(fmt, ap);
+		va_end(ap);
+	}
+	discard(live);
+	if (caught)
+		die_by(caught);
+	exit(EXIT_FAILED);
 }
 
 static void check_interrupt(void)
 {
 	if (caught) {
-		discard();
+		discard(live);
 		die_by(caught);
 	}
 }
@@ -198,7 +267,7 @@ static void *xmalloc(size_t n)
 	void *p = malloc(n ? n : 1);
 
 	if (!p)
-		die("malloc", strerror(errno));
+		die("malloc:");
 	return p;
 }
 
@@ -219,32 +288,79 @@ static char *join_(const char *const *parts)
 	return r;
 }
 
+/* dir and name as one path: "d/n", "/n" for "/", "n" for "". */
+static char *path_cat(const char *dir, const char *name)
+{
+	size_t n = strlen(dir);
+
+	if (!n || dir[n - 1] == '/')
+		return join(dir, name);
+	return join(dir, "/", name);
+}
+
+/* ------------------------------------------------------------- options */
+
 static void usage(void)
 {
 	fputs("usage: snaprun [OPTION]... FILE [--] CMD [ARG]...\n"
 	    "       snaprun --clean FILE\n"
-	    "Run CMD on a private snapshot of FILE; replace FILE atomically with\n"
-	    "the snapshot when CMD succeeds.  {} in CMD stands for the snapshot.\n"
+	    "Run CMD on a private snapshot of FILE; replace FILE atomically\n"
+	    "with the snapshot when CMD succeeds.  {} in CMD stands for the\n"
+	    "snapshot.  Options go before FILE.\n"
 	    "\n"
 	    "  -I, --placeholder=STR   replace STR instead of {}\n"
-	    "      --root=DIR          lay out the snapshot below DIR; {} is that copy of DIR\n"
-	    "  -c, --commit-on=LIST    exit statuses that commit, e.g. 0,1 or 0-2 (default 0)\n"
-	    "      --on-conflict=MODE  FILE changed meanwhile: overwrite (default), keep,\n"
-	    "                          fail or retry\n"
-	    "      --retries=N         runs again with --on-conflict=retry (default 3)\n"
+	    "      --root=DIR          lay the snapshot out below DIR; {} is\n"
+	    "                          that copy of DIR\n"
+	    "  -c, --commit-on=LIST    exit statuses that commit: 0,1 or 0-2\n"
+	    "                          (default 0)\n"
+	    "      --on-conflict=MODE  FILE changed meanwhile: overwrite\n"
+	    "                          (default), keep, fail or retry\n"
+	    "      --retries=N         runs again under retry (default 3)\n"
 	    "  -x, --lock              serialise whole runs on FILE\n"
-	    "  -w, --wait=SECONDS      give up waiting for the lock after SECONDS (implies -x)\n"
-	    "  -n, --nonblock          give up at once if the lock is taken (implies -x)\n"
-	    "      --missing=MODE      FILE absent: absent (default), empty or error\n"
-	    "      --no-sync           skip the fsyncs (for caches that can be rebuilt)\n"
-	    "  -k, --keep              keep the snapshot when nothing is committed\n"
+	    "  -w, --wait=SECONDS      give up on the lock after SECONDS\n"
+	    "                          (implies -x)\n"
+	    "  -n, --nonblock          give up at once if the lock is taken\n"
+	    "                          (implies -x)\n"
+	    "      --missing=MODE      FILE absent: absent (default), empty\n"
+	    "                          or error\n"
+	    "      --no-sync           skip every fsync (for rebuildable caches)\n"
+	    "  -k, --keep              keep the snapshot if nothing is committed\n"
 	    "      --clean             remove what killed runs left beside FILE\n"
 	    "  -v, --verbose           say each step on stderr\n"
 	    "  -h, --help              show this help\n"
-	    "  -V, --version           show the version\n"
+	    "  -V, --version           show the version and the build's features\n"
 	    "\n"
-	    "Exit status: CMD's; 75 conflict or lock not taken; 125 snaprun failed;\n"
-	    "126 CMD not executable; 127 CMD not found.  See snaprun(1).\n", stdout);
+	    "Exit status: CMD's; 75 conflict or lock not taken; 125 snaprun\n"
+	    "failed; 126 CMD not executable; 127 CMD not found.  See snaprun(1).\n",
+	    stdout);
+}
+
+static void version(void)
+{
+	puts("snaprun " SNAPRUN_VERSION);
+	fputs("features:"
+#ifdef FAST_COPY
+	    " reflink copy_file_range"
+#endif
+#ifdef HAVE_LINUX
+	    " xattrs"
+#endif
+#ifdef HAVE_EXCHANGE
+	    " exchange"
+#endif
+#ifdef HAVE_LEASE
+	    " leases"
+#endif
+	    " flock\n", stdout);
+}
+
+/* -h and -V: a write error (a full disk, a closed stdout) is a failure. */
+static _Noreturn void print_and_exit(void (*print)(void))
+{
+	print();
+	if (fflush(stdout) != 0 || ferror(stdout))
+		die("standard output:");
+	exit(0);
 }
 
 static int pick(const char *option, const char *arg, const char *const *names)
@@ -257,7 +373,7 @@ static int pick(const char *option, const char *arg, const char *const *names)
 			return i;
 		strcat(strcat(why, " "), names[i]);
 	}
-	die(option, why);
+	die("%s: %s", option, why);
 }
 
 static long parse_number(const char *option, const char *s, long max)
@@ -268,18 +384,19 @@ static long parse_number(const char *option, const char *s, long max)
 	errno = 0;
 	n = strtol(s, &end, 10);
 	if (errno || end == s || *end || n < 0 || n > max)
-		die(option, "not a number in range");
+		die("%s: not a number in range", option);
 	return n;
 }
 
 /* "0,1" or "0-2,5": every status listed commits. */
-static void parse_commit_on(const char *list)
+static void parse_commit_on(const char *list, unsigned char *set)
 {
 	char *copy = join(list), *tok, *save, *dash;
 	int n = 0;
 
-	memset(opt.commit_on, 0, sizeof opt.commit_on);
-	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save), n++) {
+	memset(set, 0, 256);
+	for (tok = strtok_r(copy, ",", &save); tok;
+	    tok = strtok_r(NULL, ",", &save), n++) {
 		long lo, hi;
 
 		dash = strchr(tok, '-');
@@ -288,197 +405,313 @@ static void parse_commit_on(const char *list)
 		lo = parse_number("--commit-on", tok, 255);
 		hi = dash ? parse_number("--commit-on", dash + 1, 255) : lo;
 		if (lo > hi)
-			die("--commit-on", "range runs backwards");
+			die("--commit-on: range runs backwards");
 		while (lo <= hi)
-			opt.commit_on[lo++] = 1;
+			set[lo++] = 1;
 	}
-	if (!n)
-		die("--commit-on", "empty list");
 	free(copy);
+	if (!n)
+		die("--commit-on: empty list");
 }
 
-/* Returns the index of FILE in argv. */
-static int parse_options(int argc, char **argv)
+static double parse_wait(const char *s)
 {
-	enum { O_ROOT = 256, O_CONFLICT, O_RETRIES, O_MISSING, O_NOSYNC, O_CLEAN };
-	static const struct option longs[] = {
-		{ "placeholder", required_argument, NULL, 'I' },
-		{ "root", required_argument, NULL, O_ROOT },
-		{ "commit-on", required_argument, NULL, 'c' },
-		{ "on-conflict", required_argument, NULL, O_CONFLICT },
-		{ "retries", required_argument, NULL, O_RETRIES },
-		{ "lock", no_argument, NULL, 'x' },
-		{ "wait", required_argument, NULL, 'w' },
-		{ "nonblock", no_argument, NULL, 'n' },
-		{ "missing", required_argument, NULL, O_MISSING },
-		{ "no-sync", no_argument, NULL, O_NOSYNC },
-		{ "keep", no_argument, NULL, 'k' },
-		{ "clean", no_argument, NULL, O_CLEAN },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *bad;
 	char *end;
-	int c;
+	double w;
 
+	errno = 0;
+	w = strtod(s, &end);
+	if (errno || end == s || *end || !(w >= 0 && w < 1e9))
+		die("--wait: not a number of seconds");
+	return w;
+}
+
+/* What getopt refused, said as precisely as the argument allows. */
+static _Noreturn void bad_option(const char *arg, int c,
+    const struct option *longs)
+{
+	if (c == ':')
+		die("%s: needs an argument", arg);
+	if (strncmp(arg, "--", 2) == 0) {
+		size_t n = strcspn(arg + 2, "="), i, hits = 0, exact = 0;
+
+		for (i = 0; longs[i].name; i++)
+			if (strncmp(longs[i].name, arg + 2, n) == 0) {
+				hits++;
+				exact |= strlen(longs[i].name) == n;
+			}
+		if (hits > 1 && !exact)
+			die("%.*s: ambiguous option (see --help)", (int)n + 2, arg);
+		if (hits && arg[n + 2] == '=')
+			die("%.*s: takes no argument", (int)n + 2, arg);
+	}
+	die("%s: unknown option (see --help)", arg);
+}
+
+static const struct option longs[] = {
+	{ "placeholder", required_argument, NULL, 'I' },
+	{ "root", required_argument, NULL, 'R' },
+	{ "commit-on", required_argument, NULL, 'c' },
+	{ "on-conflict", required_argument, NULL, 'C' },
+	{ "retries", required_argument, NULL, 'r' },
+	{ "lock", no_argument, NULL, 'x' },
+	{ "wait", required_argument, NULL, 'w' },
+	{ "nonblock", no_argument, NULL, 'n' },
+	{ "missing", required_argument, NULL, 'M' },
+	{ "no-sync", no_argument, NULL, 'S' },
+	{ "keep", no_argument, NULL, 'k' },
+	{ "clean", no_argument, NULL, 'L' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* One option into o.  The long-only ones have letters getopt's short
+ * string does not offer. */
+static void set_option(struct options *o, int c, const char *arg)
+{
+	switch (c) {
+	case 'I':
+		if (!*arg)
+			die("--placeholder: must not be empty");
+		o->placeholder = arg;
+		break;
+	case 'R':
+		if (!*arg)
+			die("--root: the directory name is empty");
+		o->root = arg;
+		break;
+	case 'c': parse_commit_on(arg, o->commit_on); break;
+	case 'C':
+		o->conflict = (enum conflict)pick("--on-conflict", arg,
+		    conflict_modes);
+		break;
+	case 'r': o->retries = parse_number("--retries", arg, 1000000); break;
+	case 'x': o->lock = 1; break;
+	case 'w':
+		o->wait = parse_wait(arg);
+		o->lock = 1;
+		o->nonblock |= o->wait < 1e-6;	/* below the timer's grain */
+		break;
+	case 'n': o->nonblock = o->lock = 1; break;
+	case 'M':
+		o->missing = (enum missing)pick("--missing", arg,
+		    missing_modes);
+		break;
+	case 'S': o->sync = 0; break;
+	case 'k': o->keep = 1; break;
+	case 'L': o->clean = 1; break;
+	case 'v': verbose = 1; break;
+	case 'h': print_and_exit(usage);
+	case 'V': print_and_exit(version);
+	}
+}
+
+/* Options up to FILE; returns CMD, what follows FILE or its "--". */
+static char **parse_options(int argc, char **argv, struct options *o)
+{
+	int c, i;
+
+	memset(o, 0, sizeof *o);
+	o->placeholder = "{}";
+	o->commit_on[0] = 1;
+	o->retries = 3;
+	o->sync = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:I:c:xw:nkvhV", longs, NULL)) != -1) {
-		switch (c) {
-		case 'I':
-			if (!*optarg)
-				die("--placeholder", "must not be empty");
-			opt.placeholder = optarg;
-			break;
-		case O_ROOT: opt.root = optarg; break;
-		case 'c': parse_commit_on(optarg); break;
-		case O_CONFLICT: opt.conflict = pick("--on-conflict", optarg, conflict_modes); break;
-		case O_RETRIES: opt.retries = parse_number("--retries", optarg, 1000000); break;
-		case 'x': opt.lock = 1; break;
-		case 'w':
-			errno = 0;
-			opt.wait = strtod(optarg, &end);
-			if (errno || end == optarg || *end || !(opt.wait >= 0 && opt.wait < 1e9))
-				die("--wait", "not a number of seconds");
-			opt.lock = 1;
-			opt.nonblock |= opt.wait < 1e-6;	/* below the timer's grain */
-			break;
-		case 'n': opt.nonblock = opt.lock = 1; break;
-		case O_MISSING: opt.missing = pick("--missing", optarg, missing_modes); break;
-		case O_NOSYNC: opt.sync = 0; break;
-		case 'k': opt.keep = 1; break;
-		case O_CLEAN: opt.clean = 1; break;
-		case 'v': opt.verbose = 1; break;
-		case 'h': usage(); exit(0);
-		case 'V': puts("snaprun " SNAPRUN_VERSION); exit(0);
-		default:
-			bad = argv[optind - 1 < argc ? optind - 1 : argc - 1];
-			die(bad, c == ':' ? "needs an argument" : "unknown option (see --help)");
-		}
+		if (c == '?' || c == ':')
+			bad_option(argv[optind - 1 < argc ? optind - 1 : argc - 1], c, longs);
+		set_option(o, c, optarg);
 	}
-	if (optind >= argc)
-		die("usage", "snaprun [OPTION]... FILE [--] CMD [ARG]... (see --help)");
-	if (opt.clean && optind + 1 != argc)
-		die("--clean", "takes FILE and no command");
-	if (!opt.clean && (optind + 1 == argc ||
-	    (optind + 2 == argc && strcmp(argv[optind + 1], "--") == 0)))
-		die(argv[optind], "no command to run (see --help)");
-	return optind;
+	i = optind;
+	if (i >= argc)
+		die("usage: snaprun [OPTION]... FILE [--] CMD [ARG]... (see --help)");
+	o->file = argv[i++];
+	if (o->clean && i != argc)
+		die("--clean: takes FILE and no command");
+	if (i < argc && strcmp(argv[i], "--") == 0)
+		i++;
+	if (!o->clean && i >= argc)
+		die("%s: no command to run (see --help)", o->file);
+	return argv + i;
 }
 
-/* "." for "name", "a" for "a/name", "/" for "/name". */
-static char *dir_of(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	char *d;
+/* ------------------------------------------------------------ 1. resolve */
 
-	if (!slash)
-		return join(".");
-	if (slash == path)
-		return join("/");
-	d = join(path);
-	d[slash - path] = '\0';
-	return d;
-}
-
-/* The kernel's fs.protected_symlinks rule, which following links by
- * hand would bypass: in a sticky world-writable directory (/tmp), follow
- * only links owned by us or by the directory's owner. */
-static int may_follow(const char *link, const struct stat *st)
+/* The kernel's fs.protected_symlinks rule, which following links by hand
+ * would bypass: a link in a sticky world-writable directory (/tmp) is
+ * followed only when it is ours or the directory owner's. */
+static int may_follow(const char *dir, const struct stat *link)
 {
-	char *dir = dir_of(link);
 	struct stat d;
-	int ok = stat(dir, &d) != 0 || (d.st_mode & (S_ISVTX | S_IWOTH)) != (S_ISVTX | S_IWOTH) ||
-	    st->st_uid == geteuid() || st->st_uid == d.st_uid;
 
-	free(dir);
-	return ok;
+	return stat(*dir ? dir : ".", &d) != 0 ||
+	    (d.st_mode & (S_ISVTX | S_IWOTH)) != (S_ISVTX | S_IWOTH) ||
+	    link->st_uid == geteuid() || link->st_uid == d.st_uid;
 }
 
-/* Only a regular file can be snapshotted; anything else is refused
- * before it is opened, since opening a FIFO or a device acts on it. */
-static void must_be_regular(const char *file, const struct stat *st)
+/* The next part of path at *at, into part; 0 when none is left. */
+static int next_part(const char *path, size_t *at, char *part, const char *file)
 {
-	if (S_ISDIR(st->st_mode))
-		die(file, "is a directory");
-	if (!S_ISREG(st->st_mode))
-		die(file, "not a regular file");
-}
+	size_t n;
 
-/* Follow symbolic links to the final target, which may not exist yet. */
-static char *final_target(const char *file)
-{
-	char *path = join(file);
-	int hops;
-
-	for (hops = 0;; hops++) {
-		char link[PATH_MAX], *dir;
-		struct stat st;
-		ssize_t n;
-
-		if (lstat(path, &st) != 0) {
-			if (errno != ENOENT)
-				die(file, strerror(errno));
-			return path;
-		}
-		if (!S_ISLNK(st.st_mode)) {
-			must_be_regular(file, &st);
-			return path;
-		}
-		if (hops == 40)
-			die(file, strerror(ELOOP));
-		if (!may_follow(path, &st))
-			die(file, "another user's symbolic link in a sticky directory; not followed");
-		n = readlink(path, link, sizeof link - 1);
-		if (n < 0)
-			die(file, strerror(errno));
-		link[n] = '\0';
-		dir = dir_of(path);
-		free(path);
-		path = link[0] == '/' ? join(link) : join(dir, "/", link);
-		free(dir);
+	while (path[*at] == '/')
+		(*at)++;
+	n = strcspn(path + *at, "/");
+	if (n > NAME_MAX) {
+		errno = ENAMETOOLONG;
+		die("%s:", file);
 	}
+	memcpy(part, path + *at, n);
+	part[n] = '\0';
+	*at += n;
+	return n > 0;
 }
 
-/* mkdir -p path below the directory at, and open it.  With O_NOFOLLOW
- * in flags, no part of path may be a symbolic link. */
-static int make_dirs(int at, const char *path, int flags)
+/* done with its last part dropped, for "..": the parts done hold no
+ * links, so this is what the kernel would find. */
+static char *parent_of(char *done)
+{
+	char *slash = strrchr(done, '/');
+	size_t n = strlen(done);
+
+	if (!n || strcmp(done + (slash ? slash - done + 1 : 0), "..") == 0) {
+		char *up = path_cat(done, "..");
+
+		free(done);
+		return up;
+	}
+	if (slash == done)
+		done[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		*done = '\0';
+	return done;
+}
+
+/* A symbolic link's target, spliced in front of what is left to walk. */
+static char *splice_link(const char *link, const char *file, const char *rest)
+{
+	char target[PATH_MAX];
+	ssize_t n = readlink(link, target, sizeof target - 1);
+
+	if (n < 0)
+		die("%s:", file);
+	target[n] = '\0';
+	return join(target, rest);	/* rest is empty or starts with '/' */
+}
+
+/* FILE's final target.  Every symbolic link on the way is followed by
+ * hand, part by part, each under may_follow(); a missing part ends the
+ * walk with the rest as given.  *st is the target's lstat, st_mode 0
+ * when it is absent. */
+static char *final_target(const char *file, struct stat *st)
+{
+	char *done = join(*file == '/' ? "/" : ""), *todo = join(file);
+	char part[NAME_MAX + 1];
+	size_t at = 0;
+	int hops = 0;
+
+	memset(st, 0, sizeof *st);
+	while (next_part(todo, &at, part, file)) {
+		char *cand, *rest;
+
+		if (strcmp(part, ".") == 0)
+			continue;
+		if (strcmp(part, "..") == 0) {
+			done = parent_of(done);
+			continue;
+		}
+		cand = path_cat(done, part);
+		if (lstat(cand, st) != 0) {
+			if (errno != ENOENT)
+				die("%s:", file);
+			memset(st, 0, sizeof *st);
+			free(done);
+			done = join(cand, todo + at);
+			free(cand);
+			break;
+		}
+		if (!S_ISLNK(st->st_mode)) {
+			if (!S_ISDIR(st->st_mode) && todo[at] == '/') {
+				errno = ENOTDIR;
+				die("%s:", file);
+			}
+			free(done);
+			done = cand;
+			continue;
+		}
+		if (++hops > 40) {
+			errno = ELOOP;
+			die("%s:", file);
+		}
+		if (!may_follow(done, st))
+			die("%s: another user's symbolic link in a sticky directory; "
+			    "not followed", file);
+		rest = splice_link(cand, file, todo + at);
+		free(todo);
+		free(cand);
+		todo = rest;
+		at = 0;
+		if (*todo == '/') {
+			free(done);
+			done = join("/");
+		}
+	}
+	free(todo);
+	return done;
+}
+
+/* Open the directory path below at part by part, never through a
+ * symbolic link; with create, make the parts that are missing (mkdir -p).
+ * The descriptor returned can be read and flushed. */
+static int walk_dirs(int at, const char *path, int create)
 {
 	char *copy = join(path), *part, *save;
-	int fd = openat(at, *path == '/' ? "/" : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int flags = O_WALK | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, e;
+	int fd = openat(at, *path == '/' ? "/" : ".", flags & ~O_NOFOLLOW);
 
-	for (part = strtok_r(copy, "/", &save); fd >= 0 && part; part = strtok_r(NULL, "/", &save)) {
-		int next = -1, e;
+	for (part = strtok_r(copy, "/", &save); fd >= 0 && part;
+	    part = strtok_r(NULL, "/", &save)) {
+		int next = openat(fd, part, flags);
 
-		if (mkdirat(fd, part, 0777) == 0 || errno == EEXIST)
-			next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_CLOEXEC | flags);
+		if (next < 0 && errno == ENOENT && create &&
+		    (mkdirat(fd, part, 0777) == 0 || errno == EEXIST))
+			next = openat(fd, part, flags);
 		e = errno;
 		close(fd);
 		errno = e;
 		fd = next;
 	}
 	free(copy);
+	if (fd >= 0 && O_WALK != O_RDONLY) {
+		int rd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		e = errno;
+		close(fd);
+		errno = e;
+		fd = rd;
+	}
 	return fd;
 }
 
 /* With --root, the snapshot sits at FILE's path below DIR. */
-static char *path_below_root(void)
+static char *path_below_root(const char *rootdir, const struct target *t)
 {
-	char *root = realpath(opt.root, NULL), *dir = realpath(run.dir, NULL);
-	size_t n;
+	char *root = realpath(rootdir, NULL), *dir = realpath(t->dir, NULL);
 	char *rel;
+	size_t n;
 
 	if (!root)
-		die(opt.root, strerror(errno));
+		die("%s:", rootdir);
 	if (!dir)
-		die(run.dir, strerror(errno));
-	n = strlen(root);
-	if (strcmp(root, "/") == 0)
-		n = 0;
+		die("%s:", t->dir);
+	n = strcmp(root, "/") == 0 ? 0 : strlen(root);
 	if (strncmp(dir, root, n) != 0 || (dir[n] != '/' && dir[n] != '\0'))
-		die(run.file, "not below the --root directory");
-	rel = dir[n] ? join(dir + n + 1, "/", run.base) : join(run.base);
+		die("%s: not below the --root directory", t->file);
+	rel = dir[n] ? join(dir + n + 1, "/", t->base) : join(t->base);
 	free(root);
 	free(dir);
 	return rel;
@@ -496,73 +729,111 @@ static char *name_prefix(const char *base)
 	return p;
 }
 
-/* Step 1: find FILE's directory and name, creating the parents of an
- * absent FILE unless --missing=error. */
-static void resolve(const char *file)
+/* 1. Resolve: FILE's final target, its directory opened (and, for an
+ * absent FILE, created unless --missing=error). */
+static void resolve(const struct options *o, struct target *t)
 {
-	char *target;
-	const char *slash;
+	struct stat st;
+	char *target, *slash;
+	int create = o->missing != ERROR && !o->clean;
 
-	if (!*file)
-		die("FILE", "the name is empty");
-	target = final_target(file);
+	if (!*o->file)
+		die("FILE: the name is empty");
+	target = final_target(o->file, &st);
 	slash = strrchr(target, '/');
-	run.file = file;
-	run.base = join(slash ? slash + 1 : target);
-	run.dir = dir_of(target);
+	t->base = join(slash ? slash + 1 : target);
+	if (S_ISDIR(st.st_mode) || !*t->base || strcmp(t->base, "..") == 0)
+		die("%s: is a directory", o->file);
+	if (st.st_mode && !S_ISREG(st.st_mode))
+		die("%s: not a regular file", o->file);
+	t->file = o->file;
+	t->owner = st.st_mode ? st.st_uid : (uid_t)-1;
+	if (slash)
+		slash[slash == target] = '\0';
+	t->dir = join(slash ? target : ".");
 	free(target);
-	if (!*run.base || strcmp(run.base, ".") == 0 || strcmp(run.base, "..") == 0)
-		die(file, "is a directory");
-	run.dirfd = open(run.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (run.dirfd < 0 && errno == ENOENT && opt.missing != ERROR && !opt.clean &&
-	    (run.dirfd = make_dirs(AT_FDCWD, run.dir, 0)) >= 0)
-		verbose(run.dir, "created missing directories");
-	if (run.dirfd < 0)
-		die(run.dir, strerror(errno));
-	run.rel = opt.root ? path_below_root() : join(run.base);
-	run.prefix = name_prefix(run.base);
+	t->dirfd = walk_dirs(AT_FDCWD, t->dir, create);
+	if (t->dirfd < 0 || fstat(t->dirfd, &t->dirst) != 0)
+		die("%s:", t->dir);
+	t->rel = o->root ? path_below_root(o->root, t) : join(t->base);
+	t->prefix = name_prefix(t->base);
 }
 
-/* Open ".BASE.snaprun.lock", creating it if asked; -1 when it is absent.
- * Anything there but a regular file could block or mislead: refused. */
-static int open_lock(int create)
+/* --------------------------------------------------------------- locks */
+
+/* In a sticky directory anyone may make a file of our names: only one
+ * of the caller's, root's, FILE's owner's or the directory owner's is
+ * ours to use. */
+static int trusted(const struct target *t, uid_t uid)
 {
-	char *name = join(run.prefix, "lock");
-	int fd = openat(run.dirfd, name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC |
-	    (create ? O_CREAT : 0), 0666);
+	return !(t->dirst.st_mode & S_ISVTX) || uid == geteuid() || uid == 0 ||
+	    uid == t->owner || uid == t->dirst.st_uid;
+}
+
+/* Open ".BASE.snaprun.lock".  Without O_CREAT first: with
+ * fs.protected_regular, O_CREAT fails on another user's file in a sticky
+ * directory, even for root.  Created, with O_EXCL, only when absent.
+ * Returns -1 when absent (or unreadable) and not to be created, -2 when
+ * it is not ours to use. */
+static int open_lock(const struct target *t, int create)
+{
+	char *name = join(t->prefix, "lock");
+	int flags = O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, fd, tries;
 	struct stat st;
 
+	for (tries = 0; tries < 100; tries++) {
+		fd = openat(t->dirfd, name, flags);
+		if (fd >= 0 || errno != ENOENT || !create)
+			break;
+		fd = openat(t->dirfd, name, flags | O_CREAT | O_EXCL, 0644);
+		/* Every user of FILE must be able to open it, whatever our umask. */
+		if (fd >= 0 && fchmod(fd, 0644) != 0)
+			note("%s/%s: cannot make it readable for all", t->dir, name);
+		if (fd >= 0 || errno != EEXIST)
+			break;
+	}
 	/* A commit that only joins in the locking does without a lock file
 	 * it cannot open, rather than lose CMD's work. */
-	if (fd < 0 && (errno == ENOENT || errno == EACCES) && !create) {
-		free(name);
-		return -1;
+	if (fd < 0 && !create && (errno == ENOENT || errno == EACCES))
+		fd = -1;
+	else if (fd < 0 || fstat(fd, &st) != 0)
+		die("%s/%s:", t->dir, name);
+	else if (!S_ISREG(st.st_mode))
+		die("%s/%s: not a regular file", t->dir, name);
+	else if (!trusted(t, st.st_uid)) {
+		note("%s/%s: another user's file; not used as a lock", t->dir, name);
+		close(fd);
+		fd = -2;
 	}
-	if (fd < 0 || fstat(fd, &st) != 0)
-		die(name, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		die(name, "not a regular file");
-	/* Every user of FILE must be able to open it, whatever our umask. */
-	if (create && st.st_uid == geteuid() && (st.st_mode & 0444) != 0444)
-		(void)fchmod(fd, 0644);
 	free(name);
 	return fd;
 }
 
-/* flock(2) the open lock file; with how LOCK_NB, or once timed_out, give
- * up with 75. */
-static void wait_for_lock(int how)
+/* Is fd still the lock file?  One deleted while held (tmp cleaners remove
+ * old files nobody writes) or replaced locks nothing any more. */
+static int still_there(const struct target *t, int fd)
 {
-	while (flock(run.lockfd, how) != 0) {
-		if (errno == EWOULDBLOCK || timed_out) {
-			say(run.file, "locked by another run");
-			discard();
-			exit(EXIT_CONFLICT);
-		}
+	char *name = join(t->prefix, "lock");
+	struct stat a, b;
+	int same = fstat(fd, &a) == 0 && a.st_nlink > 0 &&
+	    fstatat(t->dirfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+
+	free(name);
+	return same;
+}
+
+/* flock(2) fd; 0 when it is taken (LOCK_NB) or -w ran out. */
+static int take_lock(const struct target *t, int fd, int how)
+{
+	while (flock(fd, how) != 0) {
+		if (errno == EWOULDBLOCK || timed_out)
+			return 0;
 		if (errno != EINTR)
-			die(run.file, strerror(errno));
+			die("%s:", t->file);
 		check_interrupt();
 	}
+	return 1;
 }
 
 static void lock_timeout(int sig)
@@ -571,207 +842,395 @@ static void lock_timeout(int sig)
 	timed_out = 1;
 }
 
-/* -x: the lock is held from before the snapshot to after the commit. */
-static void lock_run(void)
+/* -w: SIGALRM ends the wait.  The timer fires again every 10 ms: an alarm
+ * that comes before flock starts to wait must not leave it waiting. */
+static void arm_timer(double wait)
 {
-	/* The timer fires again every 10 ms: an alarm that comes before
-	 * flock starts to wait must not leave it waiting for ever. */
-	struct itimerval t = { { 0, 10000 }, { 0, 0 } }, off = { { 0, 0 }, { 0, 0 } };
-	struct sigaction sa = { .sa_handler = lock_timeout };
+	struct itimerval t = { { 0, 10000 }, { 0, 0 } };
+	struct sigaction sa;
 
-	run.lockfd = open_lock(1);
-	if (opt.wait > 0 && !opt.nonblock) {
-		sigaction(SIGALRM, &sa, NULL);
-		t.it_value.tv_sec = (time_t)opt.wait;
-		t.it_value.tv_usec = (suseconds_t)((opt.wait - (double)t.it_value.tv_sec) * 1e6);
-		setitimer(ITIMER_REAL, &t, NULL);
-	}
-	wait_for_lock(opt.nonblock ? LOCK_EX | LOCK_NB : LOCK_EX);
-	setitimer(ITIMER_REAL, &off, NULL);
-	verbose(run.file, "locked");
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = lock_timeout;
+	sigaction(SIGALRM, &sa, NULL);
+	t.it_value.tv_sec = (time_t)wait;
+	t.it_value.tv_usec = (suseconds_t)((wait - (double)t.it_value.tv_sec) * 1e6);
+	setitimer(ITIMER_REAL, &t, NULL);
 }
 
-/* Around a commit, the lock is held for a moment only. */
-static void lock_commit(int create)
+/* Locking at the start of a run, decided here: -x takes the lock for the
+ * whole run and returns it (-2: not had in time); keep, fail and retry
+ * make sure the lock file is there and ours now, before CMD runs, so that
+ * every commit from then on takes it; the default mode takes nothing. */
+static int start_lock(const struct target *t, const struct options *o)
 {
-	run.lockfd = open_lock(create);
-	if (run.lockfd >= 0)
-		wait_for_lock(LOCK_EX);
-}
+	struct itimerval off = { { 0, 0 }, { 0, 0 } };
+	int fd;
 
-static void release_lock(void)
-{
-	if (run.lockfd >= 0)
-		close(run.lockfd);
-	run.lockfd = -1;
-}
-
-static int remove_tree(int at, const char *name);
-
-/* Remove the directory name below at and all in it. */
-static int remove_dir(int at, const char *name)
-{
-	struct dirent *e;
-	DIR *d;
-	int fd, err = 0;
-
-	if (unlinkat(at, name, AT_REMOVEDIR) == 0)
-		return 0;	/* empty, as after most commits */
-	/* CMD may have left it read-only or unreadable (as go mod download
-	 * does); it is ours to empty.  Never through a link. */
-	(void)fchmodat(at, name, S_IRWXU, AT_SYMLINK_NOFOLLOW);
-	fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -1;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
+	if (!o->lock) {
+		if (o->conflict != OVERWRITE && (fd = open_lock(t, 1)) != -2)
+			close(fd);
+		else if (o->conflict != OVERWRITE)
+			die("%s/%slock: another user's file; remove it to use "
+			    "--on-conflict here", t->dir, t->prefix);
 		return -1;
 	}
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-		    remove_tree(fd, e->d_name) != 0 && !err)
-			err = errno;
-	closedir(d);
-	if (unlinkat(at, name, AT_REMOVEDIR) == 0)
-		return 0;
-	if (err)
-		errno = err;	/* the cause, not the "not empty" it leads to */
-	return -1;
+	if (o->wait > 0 && !o->nonblock)
+		arm_timer(o->wait);
+	for (;;) {
+		fd = open_lock(t, 1);
+		if (fd == -2)
+			die("%s/%slock: another user's file; remove it to use -x "
+			    "here", t->dir, t->prefix);
+		if (!take_lock(t, fd, o->nonblock ? LOCK_EX | LOCK_NB : LOCK_EX)) {
+			close(fd);
+			fd = -2;
+			break;
+		}
+		if (still_there(t, fd))
+			break;
+		close(fd);
+	}
+	setitimer(ITIMER_REAL, &off, NULL);
+	if (fd >= 0)
+		note("%s: locked", t->file);
+	return fd;
 }
 
-/* Remove name below at, whatever it is; never follows a symbolic link. */
-static int remove_tree(int at, const char *name)
+/* Locking around a commit, decided here: a run under -x holds its lock
+ * already; keep, fail and retry lock the lock file, the default mode
+ * joins one that is there (and creates none, so it leaves nothing
+ * behind).  Held for a moment; returns it (-1: none) and in *check
+ * whether FILE must still be what was snapshotted, which it must also
+ * under -x: a change there means something ignored the lock. */
+static int commit_lock(const struct target *t, const struct options *o,
+    int *check)
 {
-	if (unlinkat(at, name, 0) == 0 || errno == ENOENT)
-		return 0;
-	return remove_dir(at, name);
+	int create = o->conflict != OVERWRITE;
+
+	*check = o->lock || create;
+	if (o->lock)
+		return -1;
+	for (;;) {
+		int fd = open_lock(t, create);
+
+		if (fd == -2 && create)
+			die("%s/%slock: another user's file; nothing committed",
+			    t->dir, t->prefix);
+		if (fd < 0)
+			return -1;
+		take_lock(t, fd, LOCK_EX);
+		if (still_there(t, fd))
+			return fd;
+		close(fd);
+	}
 }
 
-/* Leftovers of runs that died are private directories nobody holds
- * locked: a live run, or the CMD of a dead one, keeps its lock. */
-static void remove_leftovers(void)
+/* ------------------------------------------------------------- removal */
+
+#ifdef HAVE_LINUX
+/* An unreadable directory cannot be opened to fchmod it.  O_PATH opens it
+ * without reading, and its /proc/self/fd name is that very inode, so no
+ * name that could change meanwhile is chmod-ed. */
+static int open_unreadable(int at, const char *name)
 {
-	size_t n = strlen(run.prefix);
+	char proc[64];
+	int p = openat(at, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = -1, e;
+
+	if (p < 0)
+		return -1;
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", p);
+	if (chmod(proc, S_IRWXU) == 0)
+		fd = openat(p, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	e = errno;
+	close(p);
+	errno = e;
+	return fd;
+}
+#else
+/* Without /proc there is only the name; this is inside a directory of
+ * the caller's own, which no other user can change. */
+static int open_unreadable(int at, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode) ||
+	    fchmodat(at, name, S_IRWXU, AT_SYMLINK_NOFOLLOW) != 0)
+		return -1;
+	return openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+#endif
+
+/* Make the open directory fd ours to empty: CMD may have left it
+ * read-only or unreadable (as go mod download does). */
+static int writable(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) != 0)
+		return -1;
+	if ((st.st_mode & S_IRWXU) == S_IRWXU)
+		return 0;
+	return fchmod(fd, S_IRWXU);
+}
+
+/* Remove every entry of the open directory fd but the directories that
+ * are not empty; *down is the first of those, NULL when none is left. */
+static int clear_entries(int fd, char **down)
+{
+	int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0), err = 0;
 	struct dirent *e;
 	struct stat st;
 	DIR *d;
-	int fd;
+
+	*down = NULL;
+	if (dfd < 0 || !(d = fdopendir(dfd))) {
+		err = errno;
+		if (dfd >= 0)
+			close(dfd);
+		errno = err;
+		return -1;
+	}
+	rewinddir(d);
+	while (!*down && !err && (e = readdir(d))) {
+		const char *n = e->d_name;
+
+		if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 ||
+		    unlinkat(fd, n, 0) == 0 || errno == ENOENT)
+			continue;
+		err = errno;
+		if (fstatat(fd, n, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
+			continue;
+		err = 0;
+		if (unlinkat(fd, n, AT_REMOVEDIR) == 0 || errno == ENOENT)
+			continue;
+		if (errno == ENOTEMPTY || errno == EEXIST)
+			*down = join(n);
+		else
+			err = errno;
+	}
+	closedir(d);
+	errno = err;
+	return err ? -1 : 0;
+}
+
+struct level {
+	dev_t dev;
+	ino_t ino;
+	char *name;
+};
+
+/* One level down into name, remembered in *up so the way back can be
+ * checked. */
+static int go_down(int cur, char *name, struct level **up, size_t *depth,
+    size_t *room)
+{
+	struct stat st;
+	int next;
+
+	if (*depth == *room) {
+		struct level *more = realloc(*up, (*room = *room * 2 + 16) * sizeof **up);
+
+		if (!more)
+			die("malloc:");
+		*up = more;
+	}
+	if (fstat(cur, &st) != 0) {
+		free(name);
+		return -1;
+	}
+	(*up)[*depth].dev = st.st_dev;
+	(*up)[*depth].ino = st.st_ino;
+	(*up)[(*depth)++].name = name;
+	next = openat(cur, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (next < 0 && errno == EACCES)
+		next = open_unreadable(cur, name);
+	if (next >= 0 && writable(next) != 0) {
+		close(next);
+		return -1;
+	}
+	return next;
+}
+
+/* One level back up by "..", which must be where the walk came from;
+ * the directory left, now empty, is removed. */
+static int go_up(int cur, struct level *up)
+{
+	struct stat st;
+	int next = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (next < 0)
+		return -1;
+	if (fstat(next, &st) != 0 || st.st_dev != up->dev || st.st_ino != up->ino) {
+		close(next);
+		errno = ESTALE;		/* moved while it was being removed */
+		return -1;
+	}
+	if (unlinkat(next, up->name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
+		close(next);
+		return -1;
+	}
+	return next;
+}
+
+/* Empty the open directory top, depth first, never following a link and
+ * with a bounded number of descriptors however deep the tree: the walk
+ * holds one directory at a time and climbs back by "..". */
+static int empty_dir(int top)
+{
+	struct level *up = NULL;
+	size_t depth = 0, room = 0;
+	int cur = fcntl(top, F_DUPFD_CLOEXEC, 0), err = 0;
+
+	if (cur >= 0 && writable(cur) != 0)
+		err = errno;
+	while (cur >= 0 && !err) {
+		char *down;
+		int next = -1;
+
+		if (clear_entries(cur, &down) != 0)
+			err = errno;
+		else if (down)
+			next = go_down(cur, down, &up, &depth, &room);
+		else if (depth == 0)
+			break;
+		else {
+			next = go_up(cur, &up[--depth]);
+			free(up[depth].name);
+		}
+		if (!err && next < 0)
+			err = errno;
+		close(cur);
+		cur = next;
+	}
+	if (cur >= 0)
+		close(cur);
+	while (depth)
+		free(up[--depth].name);
+	free(up);
+	errno = err;
+	return err ? -1 : 0;
+}
+
+/* Remove the directory name in at, open as fd, with all in it. */
+static int remove_dir(int at, const char *name, int fd)
+{
+	if (unlinkat(at, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+		return 0;	/* empty, as after most commits */
+	if (fd < 0 || empty_dir(fd) != 0)
+		return -1;
+	return unlinkat(at, name, AT_REMOVEDIR);
+}
+
+/* Leftovers are the caller's own private directories that nobody holds
+ * locked: a live run, or the CMD of a dead one, keeps its lock.  Another
+ * user's are never touched.  Returns how many could not be removed. */
+static int remove_leftovers(const struct target *t)
+{
+	size_t n = strlen(t->prefix);
+	int fd, failed = 0;
+	struct dirent *e;
+	struct stat st;
+	DIR *d;
 
 	/* A directory links to itself twice and once from each directory
 	 * in it (btrfs says 1 instead): at 2 there is nothing to look for. */
-	if (fstat(run.dirfd, &st) == 0 && st.st_nlink == 2)
-		return;
-	fd = fcntl(run.dirfd, F_DUPFD_CLOEXEC, 0);
+	if (fstat(t->dirfd, &st) == 0 && st.st_nlink == 2)
+		return 0;
+	fd = fcntl(t->dirfd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0 || !(d = fdopendir(fd)))
-		die(run.dir, strerror(errno));
+		die("%s:", t->dir);
 	while ((e = readdir(d))) {
 		int priv;
 
-		if (strncmp(e->d_name, run.prefix, n) != 0 || strlen(e->d_name) != n + 6)
+		if (strncmp(e->d_name, t->prefix, n) != 0 || strlen(e->d_name) != n + 6)
 			continue;
-		priv = openat(run.dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		priv = openat(t->dirfd, e->d_name,
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (priv < 0)
 			continue;
-		if (flock(priv, LOCK_EX | LOCK_NB) == 0) {
-			if (remove_dir(run.dirfd, e->d_name) == 0)
-				verbose(e->d_name, "removed what a killed run left");
-			else
-				say(e->d_name, strerror(errno));
+		if (fstat(priv, &st) == 0 && st.st_uid == geteuid() &&
+		    flock(priv, LOCK_EX | LOCK_NB) == 0) {
+			if (remove_dir(t->dirfd, e->d_name, priv) == 0)
+				note("%s/%s: removed what a killed run left", t->dir, e->d_name);
+			else if (++failed)
+				say("%s/%s:", t->dir, e->d_name);
 		}
 		close(priv);
 	}
 	closedir(d);
+	return failed;
 }
 
-/* Make and lock the private directory.  A cleaner may remove it between
- * mkdtemp and flock: then it is unlinked, and we make another. */
-static void make_private_dir(void)
+/* -------------------------------------------------------------- 2. take */
+
+/* Six characters no other user can guess, after prefix. */
+static void random_name(char *name, const char *prefix)
 {
-	for (;;) {
+	static const char set[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+	unsigned char r[6];
+	size_t i, n = strlen(prefix);
+
+	if (getentropy(r, sizeof r) != 0)
+		for (i = 0; i < sizeof r; i++) {
+			static unsigned long long mix;
+
+			mix = mix * 6364136223846793005ULL + (unsigned long long)getpid() +
+			    (unsigned long long)time(NULL) + (unsigned long long)clock();
+			r[i] = (unsigned char)(mix >> 33);
+		}
+	memcpy(name, prefix, n);
+	for (i = 0; i < sizeof r; i++)
+		name[n + i] = set[r[i] % (sizeof set - 1)];
+	name[n + i] = '\0';
+}
+
+/* The private directory: made, opened and locked through the target's
+ * directory descriptor, under a new random name (another only when that
+ * name exists).  A cleaner may remove it before the lock is had; then it
+ * has no links left, and another is made. */
+static void make_private_dir(const struct target *t, struct snapshot *s)
+{
+	int tries;
+
+	for (tries = 0; tries < 1000; tries++) {
 		struct stat st;
 
-		run.priv = join(run.dir, "/", run.prefix, "XXXXXX");
-		run.privname = run.priv + strlen(run.dir) + 1;
-		if (!mkdtemp(run.priv))
-			die(run.priv, strerror(errno));
-		/* Not close-on-exec: CMD inherits the lock, see remove_leftovers. */
-		run.privfd = openat(run.dirfd, run.privname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-		if (run.privfd >= 0) {
-			if (flock(run.privfd, LOCK_EX) != 0 || fstat(run.privfd, &st) != 0)
-				die(run.priv, strerror(errno));
-			if (st.st_nlink > 0)
-				return;
-			close(run.privfd);
-		} else if (errno != ENOENT) {
-			die(run.priv, strerror(errno));
+		check_interrupt();
+		random_name(s->name, t->prefix);
+		if (mkdirat(t->dirfd, s->name, 0700) != 0) {
+			if (errno == EEXIST)
+				continue;
+			s->name[0] = '\0';
+			die("%s:", t->dir);
 		}
-		free(run.priv);
-	}
-}
-
-#ifdef __linux__
-static void copy_xattrs(int from, int to)
-{
-	ssize_t n = flistxattr(from, NULL, 0);
-	char *names, *name;
-
-	if (n <= 0)
-		return;
-	names = xmalloc((size_t)n);
-	n = flistxattr(from, names, (size_t)n);
-	for (name = names; n > 0 && name < names + n; name += strlen(name) + 1) {
-		ssize_t len = fgetxattr(from, name, NULL, 0);
-		char *value;
-
-		if (len < 0)
+		live = s;
+		/* Not close-on-exec: CMD inherits the lock. */
+		s->privfd = openat(t->dirfd, s->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+		if (s->privfd < 0 && errno == ENOENT) {
+			s->name[0] = '\0';	/* a cleaner was quicker */
 			continue;
-		value = xmalloc((size_t)len);
-		len = fgetxattr(from, name, value, (size_t)len);
-		/* Attributes this filesystem or user may not set are not ours
-		 * to keep, as with cp --preserve=xattr. */
-		if (len >= 0 && fsetxattr(to, name, value, (size_t)len, 0) != 0 &&
-		    errno != ENOTSUP && errno != EPERM && errno != EACCES)
-			die(run.snapshot, strerror(errno));
-		free(value);
+		}
+		if (s->privfd < 0 || flock(s->privfd, LOCK_EX) != 0 ||
+		    fstat(s->privfd, &st) != 0)
+			die("%s/%s:", t->dir, s->name);
+		if (st.st_nlink > 0)
+			return;
+		close(s->privfd);
+		s->privfd = -1;
+		s->name[0] = '\0';
 	}
-	free(names);
-}
-#else
-static void copy_xattrs(int from, int to)	/* no portable interface */
-{
-	(void)from;
-	(void)to;
-}
-#endif
-
-/* Owner first: chown clears the set-id bits that chmod then restores. */
-static void copy_metadata(int from, int to)
-{
-	const struct stat *st = &run.orig;
-	mode_t mode = st->st_mode & 07777;
-
-	/* Ids we may not give stay ours, as with cp -p, and the set-id bits
-	 * go with them: they must not start to mean us. */
-	if (fchown(to, st->st_uid, st->st_gid) != 0) {
-		mode &= (mode_t)~S_ISUID;
-		if (fchown(to, (uid_t)-1, st->st_gid) != 0)
-			mode &= (mode_t)~S_ISGID;
-	}
-	if (fchmod(to, mode) != 0)
-		die(run.snapshot, strerror(errno));
-	copy_xattrs(from, to);
+	die("%s: cannot make a private directory", t->dir);
 }
 
-static _Noreturn void copy_failed(void)
+static _Noreturn void copy_failed(const char *file)
 {
-	const char *why = strerror(errno);
-
-	die(join("copying ", run.file), why);
+	die("copying %s:", file);
 }
 
 /* Copy len bytes at off, in the kernel when it can. */
-static void copy_range(int in, int out, off_t off, off_t len)
+static void copy_range(int in, int out, off_t off, off_t len, const char *file)
 {
 	static char buf[1 << 17];
 #ifdef FAST_COPY
@@ -779,58 +1238,55 @@ static void copy_range(int in, int out, off_t off, off_t len)
 
 	while (kernel_copy && len > 0) {
 		off_t i = off, o = off;
-		ssize_t n = copy_file_range(in, &i, out, &o, len > (1 << 30) ? 1 << 30 : (size_t)len, 0);
+		size_t want = len > (1 << 30) ? 1 << 30 : (size_t)len;
+		ssize_t n = copy_file_range(in, &i, out, &o, want, 0);
 
-		if (n < 0 && errno == EINTR) {
-			check_interrupt();
-			continue;
-		}
-		if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL)) {
+		if (n < 0 && (errno == EXDEV || errno == ENOSYS ||
+		    errno == EOPNOTSUPP || errno == EINVAL)) {
 			kernel_copy = 0;
 			break;
 		}
-		if (n < 0)
-			copy_failed();
+		if (n < 0 && errno != EINTR)
+			copy_failed(file);
+		check_interrupt();
 		if (n == 0)
 			return;	/* FILE shrank under us */
-		off += n;
-		len -= n;
-		check_interrupt();
+		off += n > 0 ? n : 0;
+		len -= n > 0 ? n : 0;
 	}
 #endif
 	while (len > 0) {
-		ssize_t n = pread(in, buf, len > (off_t)sizeof buf ? sizeof buf : (size_t)len, off), w;
+		size_t want = len > (off_t)sizeof buf ? sizeof buf : (size_t)len;
+		ssize_t n = pread(in, buf, want, off), w;
 
-		if (n < 0 && errno == EINTR) {
-			check_interrupt();
-			continue;
-		}
-		if (n < 0)
-			copy_failed();
+		if (n < 0 && errno != EINTR)
+			copy_failed(file);
+		check_interrupt();
 		if (n == 0)
 			return;
-		for (w = 0; w < n;) {
+		for (w = 0; n > 0 && w < n;) {
 			ssize_t k = pwrite(out, buf + w, (size_t)(n - w), off + w);
 
 			if (k < 0 && errno != EINTR)
-				copy_failed();
+				copy_failed(file);
 			w += k > 0 ? k : 0;
 			check_interrupt();
 		}
-		off += n;
-		len -= n;
+		off += n > 0 ? n : 0;
+		len -= n > 0 ? n : 0;
 	}
 }
 
 /* Copy the data of a size bytes long file: a reflink where the
- * filesystem shares extents, else segment by segment so holes stay holes. */
-static const char *copy_data(int in, int out, off_t size)
+ * filesystem shares extents, else segment by segment so holes stay
+ * holes.  Says how. */
+static const char *copy_data(int in, int out, off_t size, const char *file)
 {
 	off_t off = 0;
 
 #ifdef FAST_COPY
 	if (ioctl(out, FICLONE, in) == 0)
-		return "reflink";
+		return "a reflink clone";
 #endif
 	while (off < size) {
 		off_t data = off, hole = size;
@@ -844,69 +1300,246 @@ static const char *copy_data(int in, int out, off_t size)
 		if (hole < 0 || hole > size)
 			hole = size;
 #endif
-		copy_range(in, out, data, hole - data);
+		copy_range(in, out, data, hole - data, file);
 		off = hole;
 	}
 	if (ftruncate(out, size) != 0)
-		copy_failed();
+		copy_failed(file);
 #ifdef FAST_COPY
-	return "copy_file_range";
+	return "copied in the kernel";
 #else
-	return "read/write";
+	return "copied";
 #endif
 }
 
-/* Step 2: FILE (held open: the kernel cannot reuse an inode we hold, so
- * its number stays its identity) copied into a new private directory. */
-static void take_snapshot(void)
+#ifdef HAVE_LINUX
+#define ACL_ACCESS "system.posix_acl_access"
+
+/* The names of fd's extended attributes, n bytes; NULL when none. */
+static char *xattr_names(int fd, ssize_t *n)
 {
-	const char *how = "absent";
-	char *sub = dir_of(run.rel);
-	int out = -1;
+	char *names;
 
-	make_private_dir();
-	run.snapshot = join(run.priv, "/", run.rel);
-	run.snapname = strrchr(run.snapshot, '/') + 1;
-	run.snapdirfd = make_dirs(run.privfd, sub, O_NOFOLLOW);
-	free(sub);
-	if (run.snapdirfd < 0)
-		die(run.snapshot, strerror(errno));
-	run.srcfd = openat(run.dirfd, run.base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (run.srcfd < 0 && errno != ENOENT)
-		die(run.file, strerror(errno));
-	if (run.srcfd >= 0) {
-		if (fstat(run.srcfd, &run.orig) != 0)
-			die(run.file, strerror(errno));
-		must_be_regular(run.file, &run.orig);	/* replaced since resolve */
-		out = openat(run.snapdirfd, run.snapname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (out < 0)
-			die(run.snapshot, strerror(errno));
-		how = copy_data(run.srcfd, out, run.orig.st_size);
-		copy_metadata(run.srcfd, out);
-		if (run.orig.st_nlink > 1) {
-			char why[80];
-
-			snprintf(why, sizeof why, "has %ju hard links; the commit replaces this name only",
-			    (uintmax_t)run.orig.st_nlink);
-			say(run.file, why);
-		}
-	} else if (opt.missing == ERROR) {
-		die(run.file, strerror(ENOENT));
-	} else if (opt.missing == EMPTY) {
-		how = "empty";
-		out = openat(run.snapdirfd, run.snapname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-		if (out < 0)
-			die(run.snapshot, strerror(errno));
-	}
-	if (out >= 0 && close(out) != 0)
-		copy_failed();
-	verbose(run.snapshot, how);
+	*n = flistxattr(fd, NULL, 0);
+	if (*n <= 0)
+		return NULL;
+	names = xmalloc((size_t)*n);
+	*n = flistxattr(fd, names, (size_t)*n);
+	return names;
 }
 
-/* Step 3: the placeholder replaced, everywhere, in every argument. */
-static char **substitute(char **argv, const char *path)
+static int has_name(const char *names, ssize_t n, const char *name)
 {
-	size_t plen = strlen(opt.placeholder), rlen = strlen(path), argc = 0, i;
+	const char *p;
+
+	for (p = names; p && p < names + n; p += strlen(p) + 1)
+		if (strcmp(p, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* from's extended attributes on to, and no others: an ACL inherited from
+ * a default ACL above must not widen who may read FILE.  Attributes this
+ * filesystem or user may not set are not ours to keep, as with
+ * cp --preserve=xattr. */
+static void copy_xattrs(int from, int to, const char *path)
+{
+	ssize_t n, m;
+	char *names = xattr_names(from, &n), *had = xattr_names(to, &m), *p;
+
+	for (p = had; p && p < had + m; p += strlen(p) + 1)
+		if (!has_name(names, n, p) && fremovexattr(to, p) != 0 &&
+		    strcmp(p, ACL_ACCESS) == 0)
+			die("%s: cannot remove an inherited ACL:", path);
+	for (p = names; p && p < names + n; p += strlen(p) + 1) {
+		ssize_t len = fgetxattr(from, p, NULL, 0);
+		char *value;
+
+		if (len < 0)
+			continue;
+		value = xmalloc((size_t)len);
+		len = fgetxattr(from, p, value, (size_t)len);
+		if (len >= 0 && fsetxattr(to, p, value, (size_t)len, 0) != 0 &&
+		    errno != ENOTSUP && errno != EPERM && errno != EACCES)
+			die("%s:", path);
+		free(value);
+	}
+	free(names);
+	free(had);
+}
+#else
+static void copy_xattrs(int from, int to, const char *path)
+{
+	(void)from;	/* no portable interface */
+	(void)to;
+	(void)path;
+}
+#endif
+
+/* FILE's owner and group, extended attributes and mode on the snapshot.
+ * Owner first: chown clears the set-id bits and file capabilities.  Mode
+ * last: a read-only mode would refuse the attributes.  Ids we may not
+ * give stay ours, as with cp -p, and the set-id bits go with them. */
+static void copy_metadata(int from, const struct stat *st, int to,
+    const char *path)
+{
+	mode_t mode = st->st_mode & 07777;
+
+	if (fchown(to, st->st_uid, st->st_gid) != 0) {
+		mode &= (mode_t)~S_ISUID;
+		if (fchown(to, (uid_t)-1, st->st_gid) != 0)
+			mode &= (mode_t)~S_ISGID;
+	}
+	if (fchmod(to, S_IRUSR | S_IWUSR) != 0)
+		die("%s:", path);
+	copy_xattrs(from, to, path);
+	if (fchmod(to, mode) != 0)
+		die("%s:", path);
+}
+
+/* An SQLite database is not all in its file while a non-empty -wal or
+ * -journal lies beside it.  Returns that side file's name, else NULL. */
+static const char *hot_journal(int dirfd, const char *base, char *buf,
+    size_t size)
+{
+	static const char *const sides[] = { "-wal", "-journal" };
+	struct stat st;
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		snprintf(buf, size, "%s%s", base, sides[i]);
+		if (fstatat(dirfd, buf, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_size > 0)
+			return buf;
+	}
+	return NULL;
+}
+
+/* A copy of FILE alone would lose what its journal holds, and a commit
+ * beside it would be spoilt by it. */
+static void refuse_hot_journal(const struct target *t, const char *then)
+{
+	char side[NAME_MAX + 16];
+
+	if (hot_journal(t->dirfd, t->base, side, sizeof side))
+		die("%s: %s is not empty (a hot SQLite journal): open the database "
+		    "once with its tool to recover it, or snapshot the whole "
+		    "directory%s", t->file, side, then);
+}
+
+/* FILE opened for the copy; -1 when absent.  Anything but a regular file
+ * is refused from its lstat, before it is opened: opening a FIFO or a
+ * device acts on it. */
+static int open_source(const struct target *t, struct stat *st)
+{
+	int fd;
+
+	if (fstatat(t->dirfd, t->base, st, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (errno == ENOENT)
+			return -1;
+		die("%s:", t->file);
+	}
+	if (!S_ISREG(st->st_mode))
+		die("%s: not a regular file", t->file);
+	fd = openat(t->dirfd, t->base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, st) != 0)
+		die("%s:", t->file);
+	if (!S_ISREG(st->st_mode))
+		die("%s: not a regular file", t->file);
+	return fd;
+}
+
+/* The snapshot's own directory below the private one, walked afresh each
+ * time without following links: CMD may have rebuilt it. */
+static int snapshot_dir(const struct snapshot *s, int create)
+{
+	const char *slash = strrchr(s->rel, '/');
+	char *sub = join(s->rel);
+	int fd;
+
+	sub[slash ? slash - s->rel : 0] = '\0';
+	fd = walk_dirs(s->privfd, *sub ? sub : ".", create);
+	free(sub);
+	return fd;
+}
+
+static const char *snapshot_name(const struct snapshot *s)
+{
+	const char *slash = strrchr(s->rel, '/');
+
+	return slash ? slash + 1 : s->rel;
+}
+
+/* FILE, or an empty file for --missing=empty, into the snapshot. */
+static const char *fill(const struct target *t, const struct options *o,
+    struct snapshot *s)
+{
+	const char *how = "absent";
+	int out = -1;
+
+	s->srcfd = open_source(t, &s->orig);
+	if (s->srcfd >= 0) {
+		out = openat(s->subfd, snapshot_name(s),
+		    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (out < 0)
+			die("%s:", s->path);
+		how = copy_data(s->srcfd, out, s->orig.st_size, t->file);
+		copy_metadata(s->srcfd, &s->orig, out, s->path);
+		if (s->orig.st_nlink > 1)
+			say("%s: has %ju hard links; the commit replaces this name only",
+			    t->file, (uintmax_t)s->orig.st_nlink);
+	} else if (o->missing == ERROR) {
+		errno = ENOENT;
+		die("%s:", t->file);
+	} else if (o->missing == EMPTY) {
+		how = "empty";
+		out = openat(s->subfd, snapshot_name(s),
+		    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		if (out < 0)
+			die("%s:", s->path);
+	}
+	if (out >= 0 && close(out) != 0)
+		copy_failed(t->file);
+	return how;
+}
+
+/* 2. Take: a new private directory beside FILE, and FILE, held open (the
+ * kernel cannot reuse an inode that is open, so its number stays its
+ * identity), copied into it under its own name. */
+static void take(const struct target *t, const struct options *o,
+    struct snapshot *s)
+{
+	struct stat fst, pst;
+	const char *how;
+
+	memset(s, 0, sizeof *s);
+	s->dirfd = t->dirfd;
+	s->privfd = s->subfd = s->srcfd = -1;
+	s->keep = o->keep;
+	s->rel = t->rel;
+	refuse_hot_journal(t, "");
+	make_private_dir(t, s);
+	s->priv = path_cat(t->dir, s->name);
+	/* CMD finds the snapshot by its path: that must still lead here. */
+	if (fstat(s->privfd, &fst) != 0 || stat(s->priv, &pst) != 0 ||
+	    fst.st_dev != pst.st_dev || fst.st_ino != pst.st_ino)
+		die("%s: the directory was moved or replaced during the run", t->dir);
+	s->path = path_cat(s->priv, s->rel);
+	s->subfd = snapshot_dir(s, 1);
+	if (s->subfd < 0)
+		die("%s:", s->path);
+	how = fill(t, o, s);
+	close(s->subfd);	/* walked again at the commit */
+	s->subfd = -1;
+	note("%s: snapshot %s (%s)", t->file, s->path, how);
+}
+
+/* -------------------------------------------------------- 3. substitute */
+
+/* 3. Substitute: the placeholder replaced by path, everywhere, in every
+ * argument, the command name too. */
+static char **substitute(char **argv, const char *placeholder, const char *path)
+{
+	size_t plen = strlen(placeholder), rlen = strlen(path), argc = 0, i;
 	char **out;
 
 	while (argv[argc])
@@ -917,10 +1550,10 @@ static char **substitute(char **argv, const char *path)
 		size_t n = 0;
 		char *d;
 
-		for (s = argv[i]; (hit = strstr(s, opt.placeholder)); s = hit + plen)
+		for (s = argv[i]; (hit = strstr(s, placeholder)); s = hit + plen)
 			n++;
 		out[i] = d = xmalloc(strlen(argv[i]) + n * rlen + 1);
-		for (s = argv[i]; (hit = strstr(s, opt.placeholder)); s = hit + plen) {
+		for (s = argv[i]; (hit = strstr(s, placeholder)); s = hit + plen) {
 			memcpy(d, s, (size_t)(hit - s));
 			d += hit - s;
 			memcpy(d, path, rlen);
@@ -936,10 +1569,12 @@ static void free_args(char **args)
 {
 	char **a;
 
-	for (a = args; *a; a++)
+	for (a = args; a && *a; a++)
 		free(*a);
 	free(args);
 }
+
+/* ---------------------------------------------------------------- 4. run */
 
 /* A signal from the terminal already reached CMD when CMD is still in
  * our process group; any other is forwarded. */
@@ -947,26 +1582,33 @@ static void on_signal(int sig, siginfo_t *info, void *context)
 {
 	(void)context;
 	caught = sig;
-	if (run.child <= 0)
+	if (child <= 0)
 		return;
-#ifdef SI_KERNEL
-	if (info->si_code == SI_KERNEL && getpgid(run.child) == getpgrp())
+#ifdef HAVE_LINUX
+	if (info->si_code == SI_KERNEL && getpgid(child) == getpgrp())
 		return;
 #else
 	(void)info;
 #endif
-	kill(run.child, sig);
+	kill(child, sig);
 }
 
-/* The signals snaprun forwards, and CMD gets back at their default.
- * One ignored when snaprun started (a background job, nohup) stays
- * ignored, for CMD too. */
-static sigset_t handled;
-
-static void catch_signals(void)
+/* The signals snaprun forwards to CMD, and those it ignores itself: a
+ * closed stderr (SIGPIPE), a file size limit (SIGXFSZ: the write fails
+ * with "File too large" instead) and a lease break (SIGIO) must not stop
+ * the cleanup.  CMD gets each back at its default, and the signal mask
+ * snaprun started with.  One ignored at the start (a background job,
+ * nohup) stays ignored, for CMD too. */
+static void catch_signals(struct signals *sg)
 {
 	static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
+	static const int ignored[] = { SIGPIPE, SIGXFSZ,
+#ifdef SIGIO
+		SIGIO,
+#endif
+	};
 	struct sigaction sa, was;
+	sigset_t ours;
 	size_t i;
 
 	memset(&sa, 0, sizeof sa);
@@ -974,289 +1616,431 @@ static void catch_signals(void)
 	sa.sa_flags = SA_SIGINFO;	/* no SA_RESTART: a lock wait must end */
 	sigfillset(&sa.sa_mask);
 	signal(SIGCHLD, SIG_DFL);	/* an inherited SIG_IGN would reap CMD for us */
-	sigemptyset(&handled);
-	/* A closed stderr must not stop the cleanup; CMD still gets SIGPIPE. */
-	if (sigaction(SIGPIPE, NULL, &was) == 0 && was.sa_handler != SIG_IGN) {
-		signal(SIGPIPE, SIG_IGN);
-		sigaddset(&handled, SIGPIPE);
-	}
+	sigemptyset(&sg->dfl);
+	sigemptyset(&ours);
+	sigaddset(&ours, SIGALRM);
+	for (i = 0; i < sizeof ignored / sizeof *ignored; i++)
+		if (sigaction(ignored[i], NULL, &was) == 0 && was.sa_handler != SIG_IGN) {
+			signal(ignored[i], SIG_IGN);
+			sigaddset(&sg->dfl, ignored[i]);
+		}
 	for (i = 0; i < sizeof forwarded / sizeof *forwarded; i++) {
 		if (sigaction(forwarded[i], NULL, &was) == 0 && was.sa_handler == SIG_IGN)
 			continue;
 		sigaction(forwarded[i], &sa, NULL);
-		sigaddset(&handled, forwarded[i]);
+		sigaddset(&sg->dfl, forwarded[i]);
+		sigaddset(&ours, forwarded[i]);
 	}
+	/* Blocked when we started (as by a caller that blocks SIGALRM): the
+	 * -w timer and the forwarding need them; CMD gets the mask as it was. */
+	sigprocmask(SIG_UNBLOCK, &ours, &sg->mask);
 }
 
-/* Step 4: run CMD, no shell, and wait for it. */
-static int run_command(char **argv)
+/* Start CMD with the signal mask and dispositions it is owed.  Returns
+ * 0 or the error number. */
+static int spawn(char **args, const struct signals *sg)
 {
-	char **args = opt.root ? substitute(argv, run.priv) : substitute(argv, run.snapshot);
 	posix_spawnattr_t attr;
 	sigset_t all, old;
-	siginfo_t info;
-	int status, err;
 	pid_t pid;
+	int err;
 
-	if (setenv("SNAPRUN_FILE", run.snapshot, 1) != 0 ||
-	    setenv("SNAPRUN_ROOT", run.priv, 1) != 0 ||
-	    setenv("SNAPRUN_ORIGINAL", run.file, 1) != 0)
-		die("setenv", strerror(errno));
-	verbose("running", args[0]);
 	/* Blocked until the child is known, so that every signal is either
 	 * forwarded or meets CMD with its default action. */
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
-	if (caught) {
-		free_args(args);
-		check_interrupt();
-	}
+	check_interrupt();
 	if ((err = posix_spawnattr_init(&attr)) != 0 ||
-	    (err = posix_spawnattr_setsigmask(&attr, &old)) != 0 ||
-	    (err = posix_spawnattr_setsigdefault(&attr, &handled)) != 0 ||
-	    (err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0)
-		die("posix_spawn", strerror(err));
-	err = posix_spawnp(&run.child, args[0], NULL, &attr, args, environ);
+	    (err = posix_spawnattr_setsigmask(&attr, &sg->mask)) != 0 ||
+	    (err = posix_spawnattr_setsigdefault(&attr, &sg->dfl)) != 0 ||
+	    (err = posix_spawnattr_setflags(&attr,
+	    POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0)
+		die("posix_spawn: %s", strerror(err));
+	err = posix_spawnp(&pid, args[0], NULL, &attr, args, environ);
 	posix_spawnattr_destroy(&attr);
+	if (err == 0)
+		child = pid;
 	sigprocmask(SIG_SETMASK, &old, NULL);
-	if (err != 0) {
-		say(args[0], strerror(err));
-		free_args(args);
-		discard();
-		exit(err == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
+	return err;
+}
+
+/* 4. Run CMD, no shell, and wait for it.  Returns its wait status, or
+ * -126 or -127 when it could not be started. */
+static int run_command(const struct target *t, struct snapshot *s,
+    const struct signals *sg)
+{
+	siginfo_t info;
+	int status, err;
+	pid_t pid;
+
+	if (setenv("SNAPRUN_FILE", s->path, 1) != 0 ||
+	    setenv("SNAPRUN_ROOT", s->priv, 1) != 0 ||
+	    setenv("SNAPRUN_ORIGINAL", t->file, 1) != 0)
+		die("setenv:");
+	if (!*s->args[0]) {
+		say("CMD: the command name is empty");
+		return -EXIT_NOTFOUND;
 	}
-	run.keepable = 1;
-	/* Reap only once run.child is cleared: until then the handler may
-	 * kill it, and a zombie's pid cannot have been given to another. */
-	while (waitid(P_PID, (id_t)run.child, &info, WEXITED | WNOWAIT) != 0)
+	note("%s: running %s", t->file, s->args[0]);
+	err = spawn(s->args, sg);
+	if (err != 0) {
+		say("%s: %s%s", s->args[0], strerror(err),
+		    *s->args[0] == '-' ? " (options go before FILE)" : "");
+		return err == ENOENT ? -EXIT_NOTFOUND : -EXIT_NOEXEC;
+	}
+	s->ran = 1;
+	/* Reap only once child is cleared: until then the handler may kill
+	 * it, and a zombie's pid cannot have been given to another. */
+	while (waitid(P_PID, (id_t)child, &info, WEXITED | WNOWAIT) != 0)
 		if (errno != EINTR)
-			die("waitid", strerror(errno));
-	pid = run.child;
-	run.child = 0;
+			die("waitid:");
+	pid = child;
+	child = 0;
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
-			die("waitpid", strerror(errno));
-	free_args(args);
+			die("waitpid:");
 	return status;
 }
 
-static int commits(int status)
+/* ------------------------------------------------------------- 5. decide */
+
+/* 5. Decide: CMD ran and exited with a status of the commit set. */
+static int decide(int status, const struct target *t, const struct options *o)
 {
-	return WIFEXITED(status) && opt.commit_on[WEXITSTATUS(status)];
+	int yes = status >= 0 && WIFEXITED(status) &&
+	    o->commit_on[WEXITSTATUS(status)];
+
+	if (status >= 0 && WIFSIGNALED(status))
+		note("%s: CMD killed by signal %d: discarding the snapshot",
+		    t->file, WTERMSIG(status));
+	else if (status >= 0)
+		note("%s: CMD exited %d: %s", t->file, WEXITSTATUS(status),
+		    yes ? "committing" : "discarding the snapshot");
+	return yes;
 }
 
-/* An SQLite database left with its journal was not closed cleanly: the
- * snapshot alone is not the database. */
-static void refuse_sidecars(void)
+/* ------------------------------------------------------------- 6. commit */
+
+#ifdef HAVE_LEASE
+/* A process CMD left running with the snapshot open for writing could
+ * write into FILE after the commit.  No read lease can be had on a file
+ * that is open for writing, so the kernel tells. */
+static void refuse_writers(int fd, const char *file)
 {
-	static const char *const sidecars[] = { "-wal", "-journal" };
-	size_t i;
-
-	for (i = 0; i < 2; i++) {
-		char *side = join(run.snapname, sidecars[i]);
-		struct stat st;
-
-		if (fstatat(run.snapdirfd, side, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_size > 0) {
-			char why[NAME_MAX + 80];
-
-			snprintf(why, sizeof why, "%s is not empty (database not closed cleanly); "
-			    "nothing committed", side);
-			free(side);
-			die(run.file, why);
-		}
-		free(side);
+	if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
+		fcntl(fd, F_SETLEASE, F_UNLCK);
+		return;
 	}
+	if (errno == EAGAIN || errno == EBUSY)
+		die("%s: the snapshot is still open for writing (by a process CMD "
+		    "left running?); nothing committed", file);
+	note("%s: cannot tell whether the snapshot is still open for writing", file);
 }
-
-/* Is FILE still what was snapshotted?  srcfd pins the old inode, so a
- * new file cannot come back with its number. */
-static int changed_since_snapshot(void)
+#else
+static void refuse_writers(int fd, const char *file)
 {
-	const struct stat *o = &run.orig;
-	struct stat now;
+	(void)fd;	/* no portable way to tell */
+	(void)file;
+}
+#endif
 
-	if (fstatat(run.dirfd, run.base, &now, AT_SYMLINK_NOFOLLOW) != 0) {
-		if (errno != ENOENT)
-			die(run.file, strerror(errno));
-		return run.srcfd >= 0;
+/* The snapshot must be a regular file of its own: a symbolic link is never
+ * committed, nor a link to a file elsewhere, which would be chmod-ed as
+ * FILE.  Checked from its lstat, then opened: never a device or socket.
+ * Returns it open, or -1 when absent. */
+static int open_snapshot(const struct snapshot *s, const char *file)
+{
+	const char *name = snapshot_name(s);
+	struct stat st, fst;
+	int fd;
+
+	if (fstatat(s->subfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (errno == ENOENT)
+			return -1;
+		die("%s:", s->path);
 	}
-	return run.srcfd < 0 || now.st_dev != o->st_dev || now.st_ino != o->st_ino ||
-	    now.st_size != o->st_size ||
-	    now.st_mtim.tv_sec != o->st_mtim.tv_sec || now.st_mtim.tv_nsec != o->st_mtim.tv_nsec ||
-	    now.st_ctim.tv_sec != o->st_ctim.tv_sec || now.st_ctim.tv_nsec != o->st_ctim.tv_nsec;
+	if (S_ISLNK(st.st_mode))
+		die("%s: the snapshot was replaced by a symbolic link; "
+		    "nothing committed", file);
+	if (!S_ISREG(st.st_mode))
+		die("%s: the snapshot is not a regular file; nothing committed", file);
+	if (st.st_nlink != 1)
+		die("%s: the snapshot has another hard link; nothing committed", file);
+	fd = openat(s->subfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &fst) != 0)
+		die("%s:", s->path);
+	if (fst.st_dev != st.st_dev || fst.st_ino != st.st_ino)
+		die("%s: the snapshot changed during the commit; nothing committed", file);
+	return fd;
 }
 
-/* rename(2) the snapshot over FILE.  Under --no-sync, on Linux, the two
- * are exchanged instead when FILE is there: ext4 flushes a file's data
- * when a rename replaces another (auto_da_alloc), which is the cost
- * --no-sync waives.  The old FILE then goes with the private directory;
- * a directory put in FILE's place meanwhile, which rename would refuse
- * to replace, is exchanged back. */
-static int replace_file(void)
+/* 6a. Only a self-contained snapshot that nothing still writes to, with
+ * FILE's metadata and on disk, may replace FILE.  Returns it open, or -1
+ * when FILE was absent and CMD made nothing. */
+static int ready(const struct target *t, struct snapshot *s,
+    const struct options *o)
 {
-#ifdef RENAME_EXCHANGE
-	struct stat old;
+	char side[NAME_MAX + 16];
+	int fd;
 
-	if (!opt.sync && run.srcfd >= 0 &&
-	    renameat2(run.snapdirfd, run.snapname, run.dirfd, run.base, RENAME_EXCHANGE) == 0) {
-		if (fstatat(run.snapdirfd, run.snapname, &old, AT_SYMLINK_NOFOLLOW) != 0 ||
-		    !S_ISDIR(old.st_mode))
-			return 0;
-		if (renameat2(run.snapdirfd, run.snapname, run.dirfd, run.base, RENAME_EXCHANGE) == 0)
-			errno = EISDIR;
+	s->subfd = snapshot_dir(s, 0);
+	if (s->subfd < 0 && (errno == ELOOP || errno == ENOTDIR))
+		die("%s: the snapshot's directory is no longer a directory; "
+		    "nothing committed", t->file);
+	if (s->subfd < 0 && errno != ENOENT)
+		die("%s:", s->path);
+	fd = s->subfd < 0 ? -1 : open_snapshot(s, t->file);
+	if (fd < 0 && s->srcfd >= 0)
+		die("%s: the snapshot was removed; nothing committed", t->file);
+	if (fd < 0) {
+		say("%s: CMD made no file at the snapshot's path; nothing committed",
+		    t->file);
 		return -1;
 	}
-#endif
-	return renameat(run.snapdirfd, run.snapname, run.dirfd, run.base);
+	if (hot_journal(s->subfd, snapshot_name(s), side, sizeof side))
+		die("%s: %s is not empty (database not closed cleanly); "
+		    "nothing committed", t->file, side);
+	refuse_hot_journal(t, "; nothing committed");
+	refuse_writers(fd, t->file);
+	if (s->srcfd >= 0)
+		copy_metadata(s->srcfd, &s->orig, fd, s->path);
+	if (o->sync && fsync(fd) != 0)
+		die("%s:", s->path);
+	return fd;
 }
 
-/* Step 6, first half: only a regular, self-contained snapshot, with
- * FILE's metadata and on disk, may replace FILE.  Returns 0 when FILE was
- * absent and CMD made none: nothing to commit. */
-static int ready_to_commit(void)
+/* Is FILE still what was snapshotted?  srcfd pins the old inode, so a new
+ * file cannot come back with its number. */
+static int changed(const struct target *t, const struct snapshot *s)
 {
-	int fd = openat(run.snapdirfd, run.snapname, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	struct stat st;
+	const struct stat *o = &s->orig;
+	struct stat now;
 
-	if (fd < 0 && errno == ENOENT && run.srcfd < 0)
+	if (fstatat(t->dirfd, t->base, &now, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (errno != ENOENT)
+			die("%s:", t->file);
+		return s->srcfd >= 0;
+	}
+	return s->srcfd < 0 || now.st_dev != o->st_dev || now.st_ino != o->st_ino ||
+	    now.st_size != o->st_size ||
+	    now.st_mtim.tv_sec != o->st_mtim.tv_sec ||
+	    now.st_mtim.tv_nsec != o->st_mtim.tv_nsec ||
+	    now.st_ctim.tv_sec != o->st_ctim.tv_sec ||
+	    now.st_ctim.tv_nsec != o->st_ctim.tv_nsec;
+}
+
+#ifdef HAVE_EXCHANGE
+/* Exchange the snapshot and FILE, then look at what came out: when it is
+ * not what it must be (checked: the file snapshotted; else: a regular
+ * file, not a directory someone put there), exchange them back.  Returns
+ * 0 done, 1 exchanged back, -1 with errno when no exchange was made. */
+static int exchange(const struct target *t, const struct snapshot *s, int check)
+{
+	const char *name = snapshot_name(s);
+	struct stat out;
+	int ok;
+
+	if (renameat2(s->subfd, name, t->dirfd, t->base, RENAME_EXCHANGE) != 0)
+		return -1;
+	ok = fstatat(s->subfd, name, &out, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    (check ? out.st_dev == s->orig.st_dev && out.st_ino == s->orig.st_ino
+	    : !S_ISDIR(out.st_mode));
+	if (ok)
 		return 0;
-	if (fd < 0 && errno == ELOOP)
-		die(run.file, "the snapshot was replaced by a symbolic link; nothing committed");
-	if (fd < 0 && errno == ENOENT)
-		die(run.file, "the snapshot was removed; nothing committed");
-	if (fd < 0 || fstat(fd, &st) != 0)
-		die(run.snapshot, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		die(run.file, "the snapshot is no longer a regular file; nothing committed");
-	/* A link to a file elsewhere would be committed, and chmod-ed, as
-	 * FILE: only a file of the snapshot's own is FILE's next version. */
-	if (st.st_nlink != 1)
-		die(run.file, "the snapshot has another hard link; nothing committed");
-	refuse_sidecars();
-	if (run.srcfd >= 0)
-		copy_metadata(run.srcfd, fd);
-	if (opt.sync && fsync(fd) != 0)
-		die(run.snapshot, strerror(errno));
-	close(fd);
+	if (renameat2(s->subfd, name, t->dirfd, t->base, RENAME_EXCHANGE) != 0)
+		die("%s: exchanged with the snapshot and not back:", t->file);
 	return 1;
 }
+#endif
 
-/* Step 6, second half: the conflict check and the rename, one step
- * against other runs.  Runs that check create the lock file; the default
- * mode only takes it when it is there, so that it leaves nothing behind. */
-static enum outcome commit(void)
+/* 6b. Put the snapshot in FILE's place.  A checked commit exchanges the
+ * two and looks at what came out: a file other than the one snapshotted
+ * means that a run that took no lock committed in between, so they are
+ * exchanged back and it is a conflict (returns 1).  FILE absent at the
+ * snapshot is renamed in only if nothing appeared.  Unchecked, rename(2);
+ * under --no-sync an exchange, since ext4 flushes a file renamed over
+ * another (auto_da_alloc), the very cost --no-sync waives. */
+static int place(const struct target *t, const struct snapshot *s,
+    const struct options *o, int check)
 {
-	if (!ready_to_commit())
-		return NOTHING;
-	if (!opt.lock)
-		lock_commit(opt.conflict != OVERWRITE);
-	if (opt.conflict != OVERWRITE && changed_since_snapshot()) {
-		if (!opt.lock)
-			release_lock();
-		return CONFLICTED;
+#ifdef HAVE_EXCHANGE
+	struct stat now;
+	int r = -2;
+
+	if (check && s->srcfd < 0) {
+		r = renameat2(s->subfd, snapshot_name(s), t->dirfd, t->base,
+		    RENAME_NOREPLACE) == 0 ? 0 : -1;
+		if (r < 0 && errno == EEXIST)
+			return 1;	/* FILE appeared meanwhile */
+	} else if (check || (!o->sync && s->srcfd >= 0 &&
+	    fstatat(t->dirfd, t->base, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISREG(now.st_mode))) {
+		r = exchange(t, s, check);
+		if (r < 0 && errno == ENOENT && check)
+			return 1;	/* FILE went meanwhile */
 	}
+	if (r >= 0)
+		return r;
+	/* No exchange here (kernel, filesystem): a plain rename. */
+	if (r == -1 && errno != EINVAL && errno != ENOSYS && errno != ENOTSUP &&
+	    errno != ENOENT)
+		die("%s:", t->file);
+#else
+	(void)o;
+	(void)check;
+#endif
+	if (renameat(s->subfd, snapshot_name(s), t->dirfd, t->base) != 0)
+		die("%s:", t->file);
+	return 0;
+}
+
+/* 6. Commit: the snapshot checked and flushed; then, under the lock the
+ * mode calls for, the conflict check and the rename; then FILE's
+ * directory flushed. */
+static enum outcome commit(const struct target *t, struct snapshot *s,
+    const struct options *o)
+{
+	enum outcome out = COMMITTED;
+	int fd = ready(t, s, o), lock, check;
+
+	if (fd < 0)
+		return NOTHING;
+	lock = commit_lock(t, o, &check);
 	check_interrupt();
-	if (replace_file() != 0)
-		die(run.file, strerror(errno));
-	run.keepable = 0;
-	if (!opt.lock)
-		release_lock();
+	if ((check && changed(t, s)) || place(t, s, o, check) != 0)
+		out = CONFLICT;
+	if (lock >= 0)
+		close(lock);
+	close(fd);
+	if (out == CONFLICT) {
+		note("%s: changed since the snapshot", t->file);
+		return out;
+	}
+	s->ran = 0;	/* nothing left to keep */
 	/* Committed: a directory that cannot be flushed (some FUSE and
 	 * network filesystems) is worth a word, not a failure. */
-	if (opt.sync && fsync(run.dirfd) != 0 && errno != EINVAL && errno != ENOTSUP)
-		say(run.dir, strerror(errno));
-	verbose(run.file, "committed");
-	return COMMITTED;
+	if (o->sync && fsync(t->dirfd) != 0 && errno != EINVAL && errno != ENOTSUP)
+		say("%s:", t->dir);
+	note("%s: committed", t->file);
+	return out;
 }
 
-/* Step 7: the private directory goes, or with --keep (once CMD ran on
- * it) is set aside under a name no cleaner takes for a leftover. */
-static void discard(void)
+/* ------------------------------------------------------------ 7. discard */
+
+/* 7. Discard: the private directory and all CMD left in it removed, never
+ * through a link; with -k, once CMD ran on it and nothing was committed,
+ * set aside under a name no cleaner takes for a leftover. */
+static void discard(struct snapshot *s)
 {
-	if (run.privfd >= 0) {
-		struct stat st;
-		char *kept = join(run.priv, ".kept");
-		int keep = opt.keep && run.keepable &&
-		    fstatat(run.snapdirfd, run.snapname, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	char kept[NAME_MAX + 8];
 
-		if (keep && rename(run.priv, kept) == 0) {
-			char *path = join(kept, "/", run.rel);
-
-			say("snapshot kept", path);
-			free(path);
-		} else {
-			if (keep)
-				say(kept, strerror(errno));
-			if (remove_dir(run.dirfd, run.privname) != 0)
-				say(run.priv, strerror(errno));
-		}
-		free(kept);
-		if (run.snapdirfd >= 0)
-			close(run.snapdirfd);
-		run.snapdirfd = -1;
-		close(run.privfd);
-		run.privfd = -1;
-		free(run.priv);
-		free(run.snapshot);
-	}
-	if (run.srcfd >= 0)
-		close(run.srcfd);
-	run.srcfd = -1;
-	run.keepable = 0;
+	if (!s)
+		return;
+	live = NULL;
+	snprintf(kept, sizeof kept, "%s.kept", s->name);
+	if (s->name[0] && s->keep && s->ran &&
+	    renameat(s->dirfd, s->name, s->dirfd, kept) == 0)
+		say("snapshot kept: %s.kept/%s", s->priv, s->rel);
+	else if (s->name[0] && remove_dir(s->dirfd, s->name, s->privfd) != 0)
+		say("%s:", s->priv ? s->priv : s->name);
+	if (s->subfd >= 0)
+		close(s->subfd);
+	if (s->privfd >= 0)
+		close(s->privfd);
+	if (s->srcfd >= 0)
+		close(s->srcfd);
+	free(s->priv);
+	free(s->path);
+	free_args(s->args);
+	memset(s, 0, sizeof *s);
+	s->subfd = s->privfd = s->srcfd = -1;
 }
 
-/* stdin, stdout and stderr open, so no descriptor of ours becomes one. */
+/* -------------------------------------------------------------- 8. leave */
+
+/* 8. Leave: the one place the exit status is decided.  CMD's status, or
+ * its signal; 75 for a conflict (but keep's) or a lock not had. */
+static int leave(enum outcome out, int status, const struct target *t,
+    const struct options *o)
+{
+	if (out == BUSY) {
+		say("%s: locked by another run", t->file);
+		return EXIT_CONFLICT;
+	}
+	if (out == CONFLICT && o->conflict != KEEP) {
+		say("%s: changed by another run; nothing committed", t->file);
+		return EXIT_CONFLICT;
+	}
+	if (status < 0)
+		return -status;		/* CMD could not be started */
+	if (WIFSIGNALED(status))
+		die_by(WTERMSIG(status));
+	return WEXITSTATUS(status);
+}
+
+/* The target's memory and descriptor given back, then code. */
+static int finish(struct target *t, int code)
+{
+	free(t->dir);
+	free(t->base);
+	free(t->prefix);
+	free(t->rel);
+	close(t->dirfd);
+	return code;
+}
+
+/* Descriptors 0-2 taken, so that none of ours becomes one.  A closed
+ * stream stays unusable (/dev/null opened the wrong way), as it was. */
 static void open_std_fds(void)
 {
 	int fd;
 
-	do
-		fd = open("/dev/null", O_RDWR);
-	while (fd >= 0 && fd <= 2);
+	while ((fd = open("/dev/null", O_RDONLY)) >= 0 && fd < 3) {
+		if (fd == 0) {
+			close(fd);
+			if (open("/dev/null", O_WRONLY) != 0)
+				break;
+		}
+	}
 	if (fd > 2)
 		close(fd);
 }
 
 int main(int argc, char **argv)
 {
-	int status, i;
-	long attempt;
+	struct options o;
+	struct target t;
+	struct snapshot s;
+	struct signals sg;
+	enum outcome out = BUSY;
+	char **cmd;
+	int status = 0, lock;
+	long try;
 
-	open_std_fds();
+	open_std_fds();				/* none of ours is 0, 1 or 2 */
 	setvbuf(stderr, errbuf, _IOLBF, sizeof errbuf);
-	i = parse_options(argc, argv);
-	catch_signals();
-	resolve(argv[i]);
-	if (opt.clean) {
-		remove_leftovers();
-		return 0;
-	}
-	i += argv[i + 1] && strcmp(argv[i + 1], "--") == 0 ? 2 : 1;
-	if (opt.lock)
-		lock_run();
-	remove_leftovers();
-	for (attempt = 0;; attempt++) {
-		enum outcome outcome;
-
-		take_snapshot();
-		check_interrupt();
-		status = run_command(argv + i);
-		check_interrupt();
-		if (!commits(status)) {
-			discard();
-			exit_like(status);
-		}
-		outcome = commit();
-		discard();
-		if (outcome != CONFLICTED)
+	cmd = parse_options(argc, argv, &o);	/* options, FILE, then CMD */
+	catch_signals(&sg);			/* forwarded to CMD */
+	resolve(&o, &t);			/* 1. the final target */
+	if (o.clean)				/* --clean: leftovers only */
+		return finish(&t, remove_leftovers(&t) ? EXIT_FAILED : 0);
+	if ((lock = start_lock(&t, &o)) == -2)	/* -x: held from here on */
+		return finish(&t, leave(BUSY, 0, &t, &o));
+	remove_leftovers(&t);			/* what killed runs left */
+	for (try = 0;; try++) {
+		take(&t, &o, &s);		/* 2. FILE copied aside */
+		s.args = substitute(cmd, o.placeholder,	/* 3. {} */
+		    o.root ? s.priv : s.path);
+		status = run_command(&t, &s, &sg);	/* 4. CMD */
+		out = decide(status, &t, &o)	/* 5. and 6. */
+		    ? commit(&t, &s, &o) : NOTHING;
+		if (out != CONFLICT || o.conflict != RETRY || try >= o.retries)
 			break;
-		verbose(run.file, "changed since the snapshot");
-		if (opt.conflict == KEEP)
-			break;
-		if (opt.conflict == FAIL || attempt >= opt.retries) {
-			say(run.file, "changed by another run; nothing committed");
-			return EXIT_CONFLICT;
-		}
+		s.keep = 0;			/* -k keeps only the last try */
+		discard(&s);			/* 7. before the next try */
 	}
-	exit_like(status);
+	discard(&s);				/* 7. */
+	if (lock >= 0)
+		close(lock);
+	return finish(&t, leave(out, status, &t, &o));	/* 8. */
 }

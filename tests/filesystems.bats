@@ -5,20 +5,7 @@ load fs_helper
 # reflinks on XFS, and a large copy in little memory.
 
 teardown() {
-	if [ -n "${T-}" ] && [ -d "$T" ]; then
-		cd /
-		# innermost first; lazily if something still holds it
-		local m
-		findmnt -rn -o TARGET | grep -F "$T/" | sort -r | while read -r m; do
-			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-		done
-		if [ -f "$T/img" ]; then
-			losetup -j "$T/img" -O NAME -n 2>/dev/null | while read -r m; do
-				losetup -d "$m" 2>/dev/null || true
-			done
-		fi
-		rm -rf "$T"
-	fi
+	unmount_all
 }
 
 # mount_tmpfs DIR SIZE
@@ -40,10 +27,9 @@ mount_xfs_reflink() {
 }
 
 # A build with the kernel copy paths compiled out (the portable read/write
-# build) cannot clone; it names neither copy_file_range nor anything else.
+# build) cannot clone.
 need_kernel_copy() {
-	grep -qa copy_file_range "$SNAPRUN" ||
-		skip "this build copies with read/write only (no FICLONE, no copy_file_range)"
+	need_feature reflink
 }
 
 # ------------------------------------------------------------------ ENOSPC

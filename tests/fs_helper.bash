@@ -56,8 +56,14 @@ expect_content() {
 	fi
 }
 
-# wait_for FILE [SECONDS]: wait until FILE exists and is non-empty.
+# wait_nonempty FILE [SECONDS]: wait until FILE exists and is non-empty.
+# wait_for is the same here (conc_helper's, loaded after, only waits for
+# FILE to exist).
 wait_for() {
+	wait_nonempty "$@"
+}
+
+wait_nonempty() {
 	local i n=$(( ${2:-10} * 20 ))
 	for (( i = 0; i < n; i++ )); do
 		[ -s "$1" ] && return 0
@@ -121,4 +127,23 @@ is_sanitized() {
 # what CMD's children see is only what snaprun itself opened.
 closefds() {
 	perl -e 'use POSIX (); POSIX::close($_) for 3 .. 1023; exec { $ARGV[0] } @ARGV or exit 127' "$@"
+}
+
+# unmount_all: a teardown for tests that mount below $T: every mount there
+# undone, innermost first (lazily if something still holds it), the loop
+# device of $T/img detached, then $T removed.
+unmount_all() {
+	if [ -n "${T-}" ] && [ -d "$T" ]; then
+		cd /
+		local m
+		findmnt -rn -o TARGET | grep -F "$T/" | sort -r | while read -r m; do
+			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+		done
+		if [ -f "$T/img" ]; then
+			losetup -j "$T/img" -O NAME -n 2>/dev/null | while read -r m; do
+				losetup -d "$m" 2>/dev/null || true
+			done
+		fi
+		rm -rf "$T"
+	fi
 }

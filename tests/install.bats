@@ -51,7 +51,7 @@ files() {
 	[ -n "$version" ]
 	run "$T/dest/usr/bin/snaprun" --version
 	[ "$status" -eq 0 ]
-	[ "$output" = "snaprun $version" ]
+	[ "${lines[0]}" = "snaprun $version" ]
 	printf old > f
 	run "$T/dest/usr/bin/snaprun" f sh -c 'printf new > "$1"' sh {}
 	[ "$status" -eq 0 ]
