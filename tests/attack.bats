@@ -121,6 +121,7 @@ os.kill(os.getpid(), signal.SIGKILL)'
 
 @test "cleanup chmods only directories it holds open, never a name" {
 	need_cmd strace
+	under_strace
 	strace -o /dev/null true 2>/dev/null || skip "strace cannot trace here"
 	printf old > f
 	# no -f: only snaprun's own system calls.  As root the unreadable

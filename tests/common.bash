@@ -41,3 +41,10 @@ need_feature() {
 	"$SNAPRUN" -V | grep -q "^features:.* $1\( \|$\)" ||
 		skip "this build of snaprun has no $1"
 }
+
+# under_strace: snaprun is about to run under strace.  LeakSanitizer
+# cannot work under ptrace and would fail a sanitizer build's exit status,
+# so it is turned off for those runs (the other sanitizers stay on).
+under_strace() {
+	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+}

@@ -131,6 +131,7 @@ sig_bit() {
 }
 
 @test "ulimit -n too low for a run: 125, one line, FILE unchanged, no private directory left" {
+	if is_sanitized; then skip "a sanitizer build needs descriptors of its own"; fi
 	printf old > f
 	run --separate-stderr limited -n 4 f sh -c 'echo new > "$1"' sh {}
 	expect_status 125
@@ -229,6 +230,7 @@ sig_bit() {
 @test "first use of the lock: a default-mode commit between a fail run's check and its rename is not overwritten" {
 	need_feature exchange
 	need_cmd strace
+	under_strace
 	local sys='?rename,renameat,renameat2'
 	echo old > f
 	[ ! -e .f.snaprun.lock ]
