@@ -1,13 +1,15 @@
 /*
- * snaprun - run a command on a private snapshot of a file, then commit
- * the snapshot over the file with one atomic rename.
+ * snaprun - run a command on a private snapshot of a file or directory,
+ * then commit the snapshot over the original in one atomic step.
  *
  * FILE is copied into a private directory beside it, CMD runs on the
  * copy, and when CMD's exit status is in the commit set the copy is
  * renamed over FILE: a reader sees the old file or the new one, never a
- * mix.  The private directory stays flock(2)ed while snaprun or CMD lives,
- * so a later run (or --clean) removes a killed run's leftovers only once
- * nothing uses them.
+ * mix.  A directory is copied whole and exchanged with its new tree in
+ * one renameat2(RENAME_EXCHANGE); with -f, CMD filters FILE from its
+ * stdin to its stdout, which becomes the new file.  The private directory
+ * stays flock(2)ed while snaprun or CMD lives, so a later run (or --clean)
+ * removes a killed run's leftovers only once nothing uses them.
  *
  * main() calls the steps in order; each is numbered where it is defined:
  *   1. resolve     FILE's final target; its directory opened, by descriptor
@@ -20,7 +22,8 @@
  *   8. leave       with CMD's status; 75 conflict or lock; 125 failure
  *
  * The steps hand each other what they use as arguments: the options, the
- * target (FILE resolved) and the snapshot.  Globals hold only what die()
+ * target (FILE resolved) and the snapshot, whose kind (a file, a tree, a
+ * filter's output) steps 2 and 6 look at.  Globals hold only what die()
  * and the signal handlers must reach.  snaprun(1) is the user's contract.
  */
 #define _GNU_SOURCE	/* renameat2, O_PATH, F_SETLEASE, getentropy */
@@ -37,6 +40,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -68,9 +72,16 @@ extern char **environ;
 #if defined(F_SETLEASE)
 #define HAVE_LEASE 1
 #endif
+#define HAVE_SYNCFS 1	/* one flush for a whole tree */
 #if defined(O_PATH)
 #define O_WALK O_PATH	/* opens a directory without reading it */
 #endif
+#endif
+#ifndef HAVE_EXCHANGE
+#define HAVE_EXCHANGE 0	/* directories cannot be committed */
+#endif
+#ifndef HAVE_SYNCFS
+#define HAVE_SYNCFS 0
 #endif
 #ifndef O_WALK
 #define O_WALK O_RDONLY
@@ -81,6 +92,7 @@ extern char **environ;
 #endif
 
 #ifdef __APPLE__	/* the same timestamps under other names */
+#define st_atim st_atimespec
 #define st_mtim st_mtimespec
 #define st_ctim st_ctimespec
 #endif
@@ -125,6 +137,8 @@ struct options {
 	int sync;
 	int keep;		/* -k */
 	int clean;		/* --clean */
+	int filter;		/* -f: CMD filters FILE, stdin to stdout */
+	int copy;		/* CMD has the placeholder */
 };
 
 /* FILE resolved (step 1), the same for every try. */
@@ -133,7 +147,8 @@ struct target {
 	char *dir;		/* its final target's directory, as a path */
 	char *base;		/* its final target's name */
 	char *prefix;		/* ".BASE.snaprun.", the start of our names */
-	char *rel;		/* the snapshot's path in the private directory */
+	char *rel;		/* the snapshot's path in the private
+				 * directory */
 	int dirfd;		/* dir, opened without following links */
 	struct stat dirst;	/* dir's owner and mode: who may lock here */
 	uid_t owner;		/* FILE's owner; (uid_t)-1 when absent */
@@ -149,6 +164,12 @@ struct snapshot {
 	char *path;		/* the snapshot, as a path */
 	int subfd;		/* the directory the snapshot is in */
 	int srcfd;		/* FILE as taken; -1 when it was absent */
+	int tree;		/* a directory: the whole tree below it */
+	int filter;		/* -f: the snapshot is CMD's standard output */
+	int outfd;		/* -f: that file, written by snaprun */
+	int outerr;		/* -f: errno of a failed write; -1: a writer
+				 * CMD left behind */
+	char *subst;		/* what the placeholder stands for */
 	struct stat orig;	/* FILE's identity and metadata then */
 	char **args;		/* CMD with the placeholder replaced */
 	int ran;		/* CMD ran on it (and nothing was committed) */
@@ -233,7 +254,7 @@ static _Noreturn void die_by(int sig)
 	sigaddset(&set, sig);
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
 	raise(sig);
-	/* cppcheck-suppress unreachableCode ; raise returns when sig cannot kill */
+	/* cppcheck-suppress unreachableCode ; raise returns if sig not fatal */
 	_exit(128 + sig);
 }
 
@@ -300,39 +321,40 @@ static char *path_cat(const char *dir, const char *name)
 
 /* ------------------------------------------------------------- options */
 
+static const char help[] =
+"usage: snaprun [OPTION]... FILE|DIR [--] CMD [ARG]...\n"
+"       snaprun -f [OPTION]... FILE [--] CMD [ARG]...\n"
+"       snaprun --clean FILE|DIR\n"
+"Run CMD on a private snapshot of FILE (or of the tree DIR); replace it\n"
+"atomically with the snapshot when CMD succeeds.  {} in CMD stands for\n"
+"the snapshot.  Options go before FILE.\n"
+"\n"
+"  -I, --placeholder=STR   replace STR instead of {}\n"
+"      --root=DIR          lay the snapshot out below DIR; {} is that\n"
+"                          copy of DIR\n"
+"  -c, --commit-on=LIST    exit statuses that commit: 0,1 or 0-2 (default 0)\n"
+"      --on-conflict=MODE  FILE changed meanwhile: overwrite (default),\n"
+"                          keep, fail or retry\n"
+"      --retries=N         runs again under retry (default 3)\n"
+"  -x, --lock              serialise whole runs on FILE\n"
+"  -w, --wait=SECONDS      give up on the lock after SECONDS (implies -x)\n"
+"  -n, --nonblock          give up at once if the lock is taken (implies -x)\n"
+"      --missing=MODE      FILE absent: absent (default), empty or error\n"
+"  -f, --filter            CMD reads FILE on stdin; its stdout becomes\n"
+"                          FILE's next version; {} is a read-only copy\n"
+"      --no-sync           skip every fsync (for rebuildable caches)\n"
+"  -k, --keep              keep the snapshot if nothing is committed\n"
+"      --clean             remove what killed runs left beside FILE\n"
+"  -v, --verbose           say each step on stderr\n"
+"  -h, --help              show this help\n"
+"  -V, --version           show the version and the build's features\n"
+"\n"
+"Exit status: CMD's; 75 conflict or lock not taken; 125 snaprun failed;\n"
+"126 CMD not executable; 127 CMD not found.  See snaprun(1).\n";
+
 static void usage(void)
 {
-	fputs("usage: snaprun [OPTION]... FILE [--] CMD [ARG]...\n"
-	    "       snaprun --clean FILE\n"
-	    "Run CMD on a private snapshot of FILE; replace FILE atomically\n"
-	    "with the snapshot when CMD succeeds.  {} in CMD stands for the\n"
-	    "snapshot.  Options go before FILE.\n"
-	    "\n"
-	    "  -I, --placeholder=STR   replace STR instead of {}\n"
-	    "      --root=DIR          lay the snapshot out below DIR; {} is\n"
-	    "                          that copy of DIR\n"
-	    "  -c, --commit-on=LIST    exit statuses that commit: 0,1 or 0-2\n"
-	    "                          (default 0)\n"
-	    "      --on-conflict=MODE  FILE changed meanwhile: overwrite\n"
-	    "                          (default), keep, fail or retry\n"
-	    "      --retries=N         runs again under retry (default 3)\n"
-	    "  -x, --lock              serialise whole runs on FILE\n"
-	    "  -w, --wait=SECONDS      give up on the lock after SECONDS\n"
-	    "                          (implies -x)\n"
-	    "  -n, --nonblock          give up at once if the lock is taken\n"
-	    "                          (implies -x)\n"
-	    "      --missing=MODE      FILE absent: absent (default), empty\n"
-	    "                          or error\n"
-	    "      --no-sync           skip every fsync (for rebuildable caches)\n"
-	    "  -k, --keep              keep the snapshot if nothing is committed\n"
-	    "      --clean             remove what killed runs left beside FILE\n"
-	    "  -v, --verbose           say each step on stderr\n"
-	    "  -h, --help              show this help\n"
-	    "  -V, --version           show the version and the build's features\n"
-	    "\n"
-	    "Exit status: CMD's; 75 conflict or lock not taken; 125 snaprun\n"
-	    "failed; 126 CMD not executable; 127 CMD not found.  See snaprun(1).\n",
-	    stdout);
+	fputs(help, stdout);
 }
 
 static void version(void)
@@ -345,7 +367,7 @@ static void version(void)
 #ifdef HAVE_LINUX
 	    " xattrs"
 #endif
-#ifdef HAVE_EXCHANGE
+#if HAVE_EXCHANGE
 	    " exchange"
 #endif
 #ifdef HAVE_LEASE
@@ -441,7 +463,8 @@ static _Noreturn void bad_option(const char *arg, int c,
 				exact |= strlen(longs[i].name) == n;
 			}
 		if (hits > 1 && !exact)
-			die("%.*s: ambiguous option (see --help)", (int)n + 2, arg);
+			die("%.*s: ambiguous option (see --help)",
+			    (int)n + 2, arg);
 		if (hits && arg[n + 2] == '=')
 			die("%.*s: takes no argument", (int)n + 2, arg);
 	}
@@ -461,6 +484,7 @@ static const struct option longs[] = {
 	{ "no-sync", no_argument, NULL, 'S' },
 	{ "keep", no_argument, NULL, 'k' },
 	{ "clean", no_argument, NULL, 'L' },
+	{ "filter", no_argument, NULL, 'f' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -502,6 +526,7 @@ static void set_option(struct options *o, int c, const char *arg)
 	case 'S': o->sync = 0; break;
 	case 'k': o->keep = 1; break;
 	case 'L': o->clean = 1; break;
+	case 'f': o->filter = 1; break;
 	case 'v': verbose = 1; break;
 	case 'h': print_and_exit(usage);
 	case 'V': print_and_exit(version);
@@ -519,14 +544,17 @@ static char **parse_options(int argc, char **argv, struct options *o)
 	o->retries = 3;
 	o->sync = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:I:c:xw:nkvhV", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:I:c:xw:nfkvhV", longs,
+	    NULL)) != -1) {
 		if (c == '?' || c == ':')
-			bad_option(argv[optind - 1 < argc ? optind - 1 : argc - 1], c, longs);
+			bad_option(argv[optind - 1 < argc ? optind - 1 :
+			    argc - 1], c, longs);
 		set_option(o, c, optarg);
 	}
 	i = optind;
 	if (i >= argc)
-		die("usage: snaprun [OPTION]... FILE [--] CMD [ARG]... (see --help)");
+		die("usage: snaprun [OPTION]... FILE [--] CMD [ARG]... "
+		    "(see --help)");
 	o->file = argv[i++];
 	if (o->clean && i != argc)
 		die("--clean: takes FILE and no command");
@@ -534,6 +562,10 @@ static char **parse_options(int argc, char **argv, struct options *o)
 		i++;
 	if (!o->clean && i >= argc)
 		die("%s: no command to run (see --help)", o->file);
+	if (o->filter && o->root)
+		die("--root: does not go with --filter, whose {} is a file");
+	for (c = i; c < argc && !o->copy; c++)
+		o->copy = strstr(argv[c], o->placeholder) != NULL;
 	return argv + i;
 }
 
@@ -648,8 +680,8 @@ static char *final_target(const char *file, struct stat *st)
 			die("%s:", file);
 		}
 		if (!may_follow(done, st))
-			die("%s: another user's symbolic link in a sticky directory; "
-			    "not followed", file);
+			die("%s: another user's symbolic link in a sticky "
+			    "directory; not followed", file);
 		rest = splice_link(cand, file, todo + at);
 		free(todo);
 		free(cand);
@@ -725,7 +757,8 @@ static char *name_prefix(const char *base)
 	size_t room = NAME_MAX - strlen("XXXXXX.kept");
 
 	if (strlen(p) > room)
-		memcpy(p + room - strlen(".snaprun."), ".snaprun.", sizeof ".snaprun.");
+		memcpy(p + room - strlen(".snaprun."), ".snaprun.",
+		    sizeof ".snaprun.");
 	return p;
 }
 
@@ -742,10 +775,11 @@ static void resolve(const struct options *o, struct target *t)
 	target = final_target(o->file, &st);
 	slash = strrchr(target, '/');
 	t->base = join(slash ? slash + 1 : target);
-	if (S_ISDIR(st.st_mode) || !*t->base || strcmp(t->base, "..") == 0)
-		die("%s: is a directory", o->file);
-	if (st.st_mode && !S_ISREG(st.st_mode))
-		die("%s: not a regular file", o->file);
+	if (!*t->base || strcmp(t->base, "..") == 0)
+		die("%s: a directory that cannot be replaced; name it as "
+		    "PARENT/NAME", o->file);
+	if (st.st_mode && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+		die("%s: not a regular file or directory", o->file);
 	t->file = o->file;
 	t->owner = st.st_mode ? st.st_uid : (uid_t)-1;
 	if (slash)
@@ -755,7 +789,10 @@ static void resolve(const struct options *o, struct target *t)
 	t->dirfd = walk_dirs(AT_FDCWD, t->dir, create);
 	if (t->dirfd < 0 || fstat(t->dirfd, &t->dirst) != 0)
 		die("%s:", t->dir);
-	t->rel = o->root ? path_below_root(o->root, t) : join(t->base);
+	if (o->filter && S_ISDIR(st.st_mode))
+		die("%s: a directory; --filter takes a file", o->file);
+	t->rel = o->root ? path_below_root(o->root, t) :
+	    o->filter ? join("out/", t->base) : join(t->base);
 	t->prefix = name_prefix(t->base);
 }
 
@@ -786,9 +823,11 @@ static int open_lock(const struct target *t, int create)
 		if (fd >= 0 || errno != ENOENT || !create)
 			break;
 		fd = openat(t->dirfd, name, flags | O_CREAT | O_EXCL, 0644);
-		/* Every user of FILE must be able to open it, whatever our umask. */
+		/* Every user of FILE must be able to open it, whatever our
+		 * umask. */
 		if (fd >= 0 && fchmod(fd, 0644) != 0)
-			note("%s/%s: cannot make it readable for all", t->dir, name);
+			note("%s/%s: cannot make it readable for all",
+			    t->dir, name);
 		if (fd >= 0 || errno != EEXIST)
 			break;
 	}
@@ -801,7 +840,8 @@ static int open_lock(const struct target *t, int create)
 	else if (!S_ISREG(st.st_mode))
 		die("%s/%s: not a regular file", t->dir, name);
 	else if (!trusted(t, st.st_uid)) {
-		note("%s/%s: another user's file; not used as a lock", t->dir, name);
+		note("%s/%s: another user's file; not used as a lock",
+		    t->dir, name);
 		close(fd);
 		fd = -2;
 	}
@@ -853,7 +893,8 @@ static void arm_timer(double wait)
 	sa.sa_handler = lock_timeout;
 	sigaction(SIGALRM, &sa, NULL);
 	t.it_value.tv_sec = (time_t)wait;
-	t.it_value.tv_usec = (suseconds_t)((wait - (double)t.it_value.tv_sec) * 1e6);
+	t.it_value.tv_usec =
+	    (suseconds_t)((wait - (double)t.it_value.tv_sec) * 1e6);
 	setitimer(ITIMER_REAL, &t, NULL);
 }
 
@@ -879,9 +920,10 @@ static int start_lock(const struct target *t, const struct options *o)
 	for (;;) {
 		fd = open_lock(t, 1);
 		if (fd == -2)
-			die("%s/%slock: another user's file; remove it to use -x "
-			    "here", t->dir, t->prefix);
-		if (!take_lock(t, fd, o->nonblock ? LOCK_EX | LOCK_NB : LOCK_EX)) {
+			die("%s/%slock: another user's file; remove it to "
+			    "use -x here", t->dir, t->prefix);
+		if (!take_lock(t, fd,
+		    o->nonblock ? LOCK_EX | LOCK_NB : LOCK_EX)) {
 			close(fd);
 			fd = -2;
 			break;
@@ -925,7 +967,62 @@ static int commit_lock(const struct target *t, const struct options *o,
 	}
 }
 
-/* ------------------------------------------------------------- removal */
+/* --------------------------------------------------------------- walks */
+
+/* A walk of the tree below an open directory, depth first.  It never
+ * follows a link, and it holds a few descriptors however deep the tree:
+ * one directory is open at a time, the way back up is by "..", checked
+ * against where the walk came from, and a directory is read again after
+ * each subdirectory, from the entry after that one (or from its start,
+ * when the walk removes what it has been through). */
+struct level {
+	dev_t dev;
+	ino_t ino;
+	char *name;
+};
+
+struct walk {
+	/* An entry of the open directory dir: 0 next, 1 go down into it,
+	 * -1 failed (errno). */
+	int (*entry)(struct walk *w, int dir, const char *name);
+	/* Went down into the deepest level's name, open as fd. */
+	int (*down)(struct walk *w, int fd);
+	/* All of fd's entries done, before the walk leaves it. */
+	int (*done)(struct walk *w, int fd);
+	/* Back in fd, out of its entry name. */
+	int (*up)(struct walk *w, int fd, const char *name);
+	int ours;	/* unreadable directories may be made readable */
+	int again;	/* read a directory again from its start */
+	struct level *lv;
+	size_t depth, room;
+	char *failed;	/* where the walk failed, below its top */
+	void *data;
+};
+
+/* The path of name below the walk's top, in new memory. */
+static char *walk_path(const struct walk *w, const char *name)
+{
+	size_t i, n = strlen(name) + 1;
+	char *p;
+
+	for (i = 0; i < w->depth; i++)
+		n += strlen(w->lv[i].name) + 1;
+	p = xmalloc(n);
+	*p = '\0';
+	for (i = 0; i < w->depth; i++)
+		strcat(strcat(p, w->lv[i].name), "/");
+	return strcat(p, name);
+}
+
+static int walk_failed(struct walk *w, const char *name)
+{
+	int err = errno;
+
+	if (!w->failed)
+		w->failed = walk_path(w, name);
+	errno = err;
+	return -1;
+}
 
 #ifdef HAVE_LINUX
 /* An unreadable directory cannot be opened to fchmod it.  O_PATH opens it
@@ -954,12 +1051,159 @@ static int open_unreadable(int at, const char *name)
 {
 	struct stat st;
 
-	if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode) ||
+	if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    !S_ISDIR(st.st_mode) ||
 	    fchmodat(at, name, S_IRWXU, AT_SYMLINK_NOFOLLOW) != 0)
 		return -1;
-	return openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return openat(at, name,
+	    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 #endif
+
+/* Hand each entry of the open directory fd after the one named after
+ * (all, when NULL) to the walk; *down is the first it goes down into. */
+static int read_dir(struct walk *w, int fd, const char *after, char **down)
+{
+	int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0), r = 0, e;
+	struct dirent *d;
+	DIR *dir;
+
+	*down = NULL;
+	if (dfd < 0 || !(dir = fdopendir(dfd))) {
+		e = errno;
+		if (dfd >= 0)
+			close(dfd);
+		errno = e;
+		return -1;
+	}
+	rewinddir(dir);
+	while (r == 0 && (d = readdir(dir))) {
+		const char *n = d->d_name;
+
+		if (after) {
+			if (strcmp(n, after) == 0)
+				after = NULL;
+		} else if (strcmp(n, ".") != 0 && strcmp(n, "..") != 0) {
+			r = w->entry(w, fd, n);
+			if (r < 0)
+				walk_failed(w, n);
+			else if (r > 0)
+				*down = join(n);
+		}
+	}
+	e = errno;
+	closedir(dir);
+	errno = e;
+	return r < 0 ? -1 : 0;
+}
+
+/* One level down into name, remembered so the way back can be checked. */
+static int go_down(struct walk *w, int cur, char *name)
+{
+	struct stat st;
+	int next;
+
+	if (w->depth == w->room) {
+		struct level *more = realloc(w->lv,
+		    (w->room = w->room * 2 + 16) * sizeof *w->lv);
+
+		if (!more)
+			die("malloc:");
+		w->lv = more;
+	}
+	if (fstat(cur, &st) != 0) {
+		free(name);
+		return -1;
+	}
+	w->lv[w->depth].dev = st.st_dev;
+	w->lv[w->depth].ino = st.st_ino;
+	w->lv[w->depth++].name = name;
+	next = openat(cur, name,
+	    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (next < 0 && errno == EACCES && w->ours)
+		next = open_unreadable(cur, name);
+	if (next >= 0 && w->down && w->down(w, next) != 0) {
+		int e = errno;
+
+		close(next);
+		errno = e;
+		next = -1;
+	}
+	return next;
+}
+
+/* One level back up by "..", which must be where the walk came from.
+ * *name is the directory it left. */
+static int go_up(struct walk *w, int cur, char **name)
+{
+	struct level *l = &w->lv[--w->depth];
+	int next = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat st;
+
+	*name = l->name;
+	if (next >= 0 && (fstat(next, &st) != 0 || st.st_dev != l->dev ||
+	    st.st_ino != l->ino)) {
+		close(next);
+		errno = ESTALE;		/* moved while the walk was in it */
+		next = -1;
+	}
+	if (next >= 0 && w->up && w->up(w, next, l->name) != 0) {
+		int e = errno;
+
+		close(next);
+		errno = e;
+		next = -1;
+	}
+	return next;
+}
+
+/* Walk the tree below the open directory top.  Returns 0, or -1 with
+ * errno and w->failed. */
+static int walk_tree(struct walk *w, int top)
+{
+	int cur = fcntl(top, F_DUPFD_CLOEXEC, 0), err = cur < 0 ? errno : 0;
+	char *after = NULL;
+
+	while (cur >= 0 && !err) {
+		char *down;
+		int next = -1;
+
+		if (read_dir(w, cur, after, &down) != 0)
+			err = errno;
+		free(after);
+		after = NULL;
+		if (err)
+			break;
+		if (down)
+			next = go_down(w, cur, down);
+		else if (w->done && w->done(w, cur) != 0)
+			next = -1;
+		else if (w->depth == 0)
+			break;
+		else
+			next = go_up(w, cur, &after);
+		if (next < 0)
+			err = walk_failed(w, after ? after : "") ? errno : 0;
+		if (w->again) {
+			free(after);
+			after = NULL;
+		}
+		close(cur);
+		cur = next;
+	}
+	if (cur >= 0)
+		close(cur);
+	free(after);
+	while (w->depth)
+		free(w->lv[--w->depth].name);
+	free(w->lv);
+	w->lv = NULL;
+	w->room = 0;
+	errno = err;
+	return err ? -1 : 0;
+}
+
+/* ------------------------------------------------------------- removal */
 
 /* Make the open directory fd ours to empty: CMD may have left it
  * read-only or unreadable (as go mod download does). */
@@ -974,142 +1218,58 @@ static int writable(int fd)
 	return fchmod(fd, S_IRWXU);
 }
 
-/* Remove every entry of the open directory fd but the directories that
- * are not empty; *down is the first of those, NULL when none is left. */
-static int clear_entries(int fd, char **down)
+static int writable_down(struct walk *w, int fd)
 {
-	int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0), err = 0;
-	struct dirent *e;
-	struct stat st;
-	DIR *d;
+	(void)w;
+	return writable(fd);
+}
 
-	*down = NULL;
-	if (dfd < 0 || !(d = fdopendir(dfd))) {
-		err = errno;
-		if (dfd >= 0)
-			close(dfd);
+/* An entry removed; a directory that is not empty is gone down into. */
+static int remove_entry(struct walk *w, int dir, const char *name)
+{
+	struct stat st;
+	int err;
+
+	(void)w;
+	if (unlinkat(dir, name, 0) == 0 || errno == ENOENT)
+		return 0;
+	err = errno;
+	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    !S_ISDIR(st.st_mode)) {
 		errno = err;
 		return -1;
 	}
-	rewinddir(d);
-	while (!*down && !err && (e = readdir(d))) {
-		const char *n = e->d_name;
-
-		if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 ||
-		    unlinkat(fd, n, 0) == 0 || errno == ENOENT)
-			continue;
-		err = errno;
-		if (fstatat(fd, n, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
-			continue;
-		err = 0;
-		if (unlinkat(fd, n, AT_REMOVEDIR) == 0 || errno == ENOENT)
-			continue;
-		if (errno == ENOTEMPTY || errno == EEXIST)
-			*down = join(n);
-		else
-			err = errno;
-	}
-	closedir(d);
-	errno = err;
-	return err ? -1 : 0;
+	if (unlinkat(dir, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+		return 0;
+	return errno == ENOTEMPTY || errno == EEXIST ? 1 : -1;
 }
 
-struct level {
-	dev_t dev;
-	ino_t ino;
-	char *name;
-};
-
-/* One level down into name, remembered in *up so the way back can be
- * checked. */
-static int go_down(int cur, char *name, struct level **up, size_t *depth,
-    size_t *room)
+/* Back out of name, emptied: it goes too. */
+static int remove_left(struct walk *w, int fd, const char *name)
 {
-	struct stat st;
-	int next;
-
-	if (*depth == *room) {
-		struct level *more = realloc(*up, (*room = *room * 2 + 16) * sizeof **up);
-
-		if (!more)
-			die("malloc:");
-		*up = more;
-	}
-	if (fstat(cur, &st) != 0) {
-		free(name);
-		return -1;
-	}
-	(*up)[*depth].dev = st.st_dev;
-	(*up)[*depth].ino = st.st_ino;
-	(*up)[(*depth)++].name = name;
-	next = openat(cur, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (next < 0 && errno == EACCES)
-		next = open_unreadable(cur, name);
-	if (next >= 0 && writable(next) != 0) {
-		close(next);
-		return -1;
-	}
-	return next;
+	(void)w;
+	return unlinkat(fd, name, AT_REMOVEDIR) == 0 || errno == ENOENT ?
+	    0 : -1;
 }
 
-/* One level back up by "..", which must be where the walk came from;
- * the directory left, now empty, is removed. */
-static int go_up(int cur, struct level *up)
-{
-	struct stat st;
-	int next = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (next < 0)
-		return -1;
-	if (fstat(next, &st) != 0 || st.st_dev != up->dev || st.st_ino != up->ino) {
-		close(next);
-		errno = ESTALE;		/* moved while it was being removed */
-		return -1;
-	}
-	if (unlinkat(next, up->name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
-		close(next);
-		return -1;
-	}
-	return next;
-}
-
-/* Empty the open directory top, depth first, never following a link and
- * with a bounded number of descriptors however deep the tree: the walk
- * holds one directory at a time and climbs back by "..". */
+/* Empty the open directory top, never through a link. */
 static int empty_dir(int top)
 {
-	struct level *up = NULL;
-	size_t depth = 0, room = 0;
-	int cur = fcntl(top, F_DUPFD_CLOEXEC, 0), err = 0;
+	struct walk w;
 
-	if (cur >= 0 && writable(cur) != 0)
-		err = errno;
-	while (cur >= 0 && !err) {
-		char *down;
-		int next = -1;
+	memset(&w, 0, sizeof w);
+	w.entry = remove_entry;
+	w.down = writable_down;
+	w.up = remove_left;
+	w.ours = w.again = 1;
+	if (writable(top) != 0 || walk_tree(&w, top) != 0) {
+		int e = errno;
 
-		if (clear_entries(cur, &down) != 0)
-			err = errno;
-		else if (down)
-			next = go_down(cur, down, &up, &depth, &room);
-		else if (depth == 0)
-			break;
-		else {
-			next = go_up(cur, &up[--depth]);
-			free(up[depth].name);
-		}
-		if (!err && next < 0)
-			err = errno;
-		close(cur);
-		cur = next;
+		free(w.failed);
+		errno = e;
+		return -1;
 	}
-	if (cur >= 0)
-		close(cur);
-	while (depth)
-		free(up[--depth].name);
-	free(up);
-	errno = err;
-	return err ? -1 : 0;
+	return 0;
 }
 
 /* Remove the directory name in at, open as fd, with all in it. */
@@ -1143,7 +1303,8 @@ static int remove_leftovers(const struct target *t)
 	while ((e = readdir(d))) {
 		int priv;
 
-		if (strncmp(e->d_name, t->prefix, n) != 0 || strlen(e->d_name) != n + 6)
+		if (strncmp(e->d_name, t->prefix, n) != 0 ||
+		    strlen(e->d_name) != n + 6)
 			continue;
 		priv = openat(t->dirfd, e->d_name,
 		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -1152,7 +1313,8 @@ static int remove_leftovers(const struct target *t)
 		if (fstat(priv, &st) == 0 && st.st_uid == geteuid() &&
 		    flock(priv, LOCK_EX | LOCK_NB) == 0) {
 			if (remove_dir(t->dirfd, e->d_name, priv) == 0)
-				note("%s/%s: removed what a killed run left", t->dir, e->d_name);
+				note("%s/%s: removed what a killed run left",
+				    t->dir, e->d_name);
 			else if (++failed)
 				say("%s/%s:", t->dir, e->d_name);
 		}
@@ -1176,8 +1338,10 @@ static void random_name(char *name, const char *prefix)
 		for (i = 0; i < sizeof r; i++) {
 			static unsigned long long mix;
 
-			mix = mix * 6364136223846793005ULL + (unsigned long long)getpid() +
-			    (unsigned long long)time(NULL) + (unsigned long long)clock();
+			mix = mix * 6364136223846793005ULL +
+			    (unsigned long long)getpid() +
+			    (unsigned long long)time(NULL) +
+			    (unsigned long long)clock();
 			r[i] = (unsigned char)(mix >> 33);
 		}
 	memcpy(name, prefix, n);
@@ -1207,7 +1371,8 @@ static void make_private_dir(const struct target *t, struct snapshot *s)
 		}
 		live = s;
 		/* Not close-on-exec: CMD inherits the lock. */
-		s->privfd = openat(t->dirfd, s->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+		s->privfd = openat(t->dirfd, s->name,
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
 		if (s->privfd < 0 && errno == ENOENT) {
 			s->name[0] = '\0';	/* a cleaner was quicker */
 			continue;
@@ -1256,7 +1421,8 @@ static void copy_range(int in, int out, off_t off, off_t len, const char *file)
 	}
 #endif
 	while (len > 0) {
-		size_t want = len > (off_t)sizeof buf ? sizeof buf : (size_t)len;
+		size_t want = len > (off_t)sizeof buf ?
+		    sizeof buf : (size_t)len;
 		ssize_t n = pread(in, buf, want, off), w;
 
 		if (n < 0 && errno != EINTR)
@@ -1265,7 +1431,8 @@ static void copy_range(int in, int out, off_t off, off_t len, const char *file)
 		if (n == 0)
 			return;
 		for (w = 0; n > 0 && w < n;) {
-			ssize_t k = pwrite(out, buf + w, (size_t)(n - w), off + w);
+			ssize_t k = pwrite(out, buf + w, (size_t)(n - w),
+			    off + w);
 
 			if (k < 0 && errno != EINTR)
 				copy_failed(file);
@@ -1277,33 +1444,40 @@ static void copy_range(int in, int out, off_t off, off_t len, const char *file)
 	}
 }
 
-/* Copy the data of a size bytes long file: a reflink where the
- * filesystem shares extents, else segment by segment so holes stay
- * holes.  Says how. */
-static const char *copy_data(int in, int out, off_t size, const char *file)
+/* Copy the data of the file in, of status st: a reflink where the
+ * filesystem shares extents (tried until it fails once), else segment by
+ * segment so holes stay holes.  Says how. */
+static const char *copy_data(int in, int out, const struct stat *st,
+    const char *file)
 {
-	off_t off = 0;
-
+	off_t off = 0, size = st->st_size;
+	int sparse = (off_t)st->st_blocks * 512 < size;
 #ifdef FAST_COPY
-	if (ioctl(out, FICLONE, in) == 0)
+	static int clone = 1;
+
+	if (clone && ioctl(out, FICLONE, in) == 0)
 		return "a reflink clone";
+	clone &= errno != EOPNOTSUPP && errno != EXDEV && errno != EINVAL &&
+	    errno != ENOTTY;
 #endif
 	while (off < size) {
 		off_t data = off, hole = size;
 #ifdef SEEK_HOLE
-		data = lseek(in, off, SEEK_DATA);
+		if (sparse)
+			data = lseek(in, off, SEEK_DATA);
 		if (data < 0 && errno == ENXIO)
 			break;	/* only a hole is left */
 		if (data < 0)
 			data = off;
-		hole = lseek(in, data, SEEK_HOLE);
+		if (sparse)
+			hole = lseek(in, data, SEEK_HOLE);
 		if (hole < 0 || hole > size)
 			hole = size;
 #endif
 		copy_range(in, out, data, hole - data, file);
 		off = hole;
 	}
-	if (ftruncate(out, size) != 0)
+	if (sparse && ftruncate(out, size) != 0)
 		copy_failed(file);
 #ifdef FAST_COPY
 	return "copied in the kernel";
@@ -1313,7 +1487,8 @@ static const char *copy_data(int in, int out, off_t size, const char *file)
 }
 
 #ifdef HAVE_LINUX
-#define ACL_ACCESS "system.posix_acl_access"
+#define ACL_PREFIX "system.posix_acl_"	/* access, and default for a
+					 * directory */
 
 /* The names of fd's extended attributes, n bytes; NULL when none. */
 static char *xattr_names(int fd, ssize_t *n)
@@ -1349,8 +1524,12 @@ static void copy_xattrs(int from, int to, const char *path)
 
 	for (p = had; p && p < had + m; p += strlen(p) + 1)
 		if (!has_name(names, n, p) && fremovexattr(to, p) != 0 &&
-		    strcmp(p, ACL_ACCESS) == 0)
+		    strncmp(p, ACL_PREFIX, strlen(ACL_PREFIX)) == 0)
 			die("%s: cannot remove an inherited ACL:", path);
+	/* A read-only mode would refuse them: writable until the mode is
+	 * set. */
+	if (names && fchmod(to, S_IRWXU) != 0)
+		die("%s:", path);
 	for (p = names; p && p < names + n; p += strlen(p) + 1) {
 		ssize_t len = fgetxattr(from, p, NULL, 0);
 		char *value;
@@ -1390,8 +1569,6 @@ static void copy_metadata(int from, const struct stat *st, int to,
 		if (fchown(to, (uid_t)-1, st->st_gid) != 0)
 			mode &= (mode_t)~S_ISGID;
 	}
-	if (fchmod(to, S_IRUSR | S_IWUSR) != 0)
-		die("%s:", path);
 	copy_xattrs(from, to, path);
 	if (fchmod(to, mode) != 0)
 		die("%s:", path);
@@ -1408,7 +1585,8 @@ static const char *hot_journal(int dirfd, const char *base, char *buf,
 
 	for (i = 0; i < 2; i++) {
 		snprintf(buf, size, "%s%s", base, sides[i]);
-		if (fstatat(dirfd, buf, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_size > 0)
+		if (fstatat(dirfd, buf, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_size > 0)
 			return buf;
 	}
 	return NULL;
@@ -1421,30 +1599,33 @@ static void refuse_hot_journal(const struct target *t, const char *then)
 	char side[NAME_MAX + 16];
 
 	if (hot_journal(t->dirfd, t->base, side, sizeof side))
-		die("%s: %s is not empty (a hot SQLite journal): open the database "
-		    "once with its tool to recover it, or snapshot the whole "
-		    "directory%s", t->file, side, then);
+		die("%s: %s is not empty (a hot SQLite journal): open the "
+		    "database once with its tool to recover it, or snapshot "
+		    "the whole directory%s", t->file, side, then);
 }
 
 /* FILE opened for the copy; -1 when absent.  Anything but a regular file
- * is refused from its lstat, before it is opened: opening a FIFO or a
- * device acts on it. */
+ * or a directory is refused from its lstat, before it is opened: opening
+ * a FIFO or a device acts on it. */
 static int open_source(const struct target *t, struct stat *st)
 {
-	int fd;
+	int fd, kind;
 
 	if (fstatat(t->dirfd, t->base, st, AT_SYMLINK_NOFOLLOW) != 0) {
 		if (errno == ENOENT)
 			return -1;
 		die("%s:", t->file);
 	}
-	if (!S_ISREG(st->st_mode))
-		die("%s: not a regular file", t->file);
-	fd = openat(t->dirfd, t->base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	kind = st->st_mode & S_IFMT;
+	if (kind != S_IFREG && kind != S_IFDIR)
+		die("%s: not a regular file or directory", t->file);
+	fd = openat(t->dirfd, t->base,
+	    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+	    (kind == S_IFDIR ? O_DIRECTORY : 0));
 	if (fd < 0 || fstat(fd, st) != 0)
 		die("%s:", t->file);
-	if (!S_ISREG(st->st_mode))
-		die("%s: not a regular file", t->file);
+	if ((st->st_mode & S_IFMT) != (mode_t)kind)
+		die("%s: replaced while being opened", t->file);
 	return fd;
 }
 
@@ -1469,6 +1650,304 @@ static const char *snapshot_name(const struct snapshot *s)
 	return slash ? slash + 1 : s->rel;
 }
 
+/* ------------------------------------------------------ directory trees */
+
+#if defined(HAVE_LINUX) && defined(STATX_ATTR_MOUNT_ROOT)
+/* The top of a mount, a bind mount of the same filesystem too. */
+static int mount_root(int fd)
+{
+	struct statx sx;
+
+	return statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW,
+	    0, &sx) == 0 &&
+	    (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+	    (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+#else
+static int mount_root(int fd)
+{
+	(void)fd;	/* only another filesystem's st_dev tells */
+	return 0;
+}
+#endif
+
+/* A directory a tree may not take in: another filesystem, or a mount. */
+static int foreign(int fd, dev_t dev)
+{
+	struct stat st;
+
+	return fstat(fd, &st) != 0 || st.st_dev != dev || mount_root(fd);
+}
+
+struct hardlink {
+	dev_t dev;
+	ino_t ino;
+	char *path;	/* its first copy, below the copy's top */
+};
+
+/* One tree copy, kept in step with the walk of the original. */
+struct copy {
+	int dst;		/* the copy of the directory the walk is in */
+	int top;		/* the copy's top, for hard links */
+	dev_t dev;		/* the tree's filesystem */
+	const char *file;	/* DIR, for messages */
+	const char *how;	/* how file data was copied */
+	size_t entries;
+	struct hardlink *links;
+	size_t nlinks, room;
+};
+
+/* Something no snapshot may hold: 125 before CMD runs, naming it. */
+static _Noreturn void refuse_entry(struct walk *w, const char *file,
+    const char *name, const char *why)
+{
+	char *path = walk_path(w, name);
+	size_t n = strlen(path);
+
+	if (n && path[n - 1] == '/')
+		path[n - 1] = '\0';
+	die("%s/%s: %s", file, path, why);
+}
+
+static const char *linked(const struct copy *c, const struct stat *st)
+{
+	size_t i;
+
+	for (i = 0; i < c->nlinks; i++)
+		if (c->links[i].ino == st->st_ino &&
+		    c->links[i].dev == st->st_dev)
+			return c->links[i].path;
+	return NULL;
+}
+
+static void add_link(struct copy *c, const struct stat *st, char *path)
+{
+	if (c->nlinks == c->room) {
+		struct hardlink *more = realloc(c->links,
+		    (c->room = c->room * 2 + 16) * sizeof *c->links);
+
+		if (!more)
+			die("malloc:");
+		c->links = more;
+	}
+	c->links[c->nlinks].dev = st->st_dev;
+	c->links[c->nlinks].ino = st->st_ino;
+	c->links[c->nlinks++].path = path;
+}
+
+/* A regular file of the tree: its data, metadata and times; a second
+ * name of one already copied becomes a hard link to that copy. */
+static int copy_file(struct walk *w, struct copy *c, int dir, const char *name,
+    const struct stat *st)
+{
+	const char *first = st->st_nlink > 1 ? linked(c, st) : NULL;
+	struct timespec ts[2];
+	int in, out;
+
+	if (first)
+		return linkat(c->top, first, c->dst, name, 0);
+	in = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (in < 0)
+		return -1;
+	out = openat(c->dst, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    S_IRUSR | S_IWUSR);
+	if (out < 0) {
+		close(in);
+		return -1;
+	}
+	c->how = copy_data(in, out, st, c->file);
+	copy_metadata(in, st, out, c->file);
+	ts[0] = st->st_atim;
+	ts[1] = st->st_mtim;
+	if (futimens(out, ts) != 0 || close(out) != 0)
+		copy_failed(c->file);
+	close(in);
+	if (st->st_nlink > 1)
+		add_link(c, st, walk_path(w, name));
+	return 0;
+}
+
+/* A symbolic link of the tree, as a link (never followed), with its own
+ * owner and times, as cp -a keeps them. */
+static int copy_link(struct copy *c, int dir, const char *name,
+    const struct stat *st)
+{
+	char target[PATH_MAX + 1];
+	ssize_t n = readlinkat(dir, name, target, sizeof target - 1);
+	struct timespec ts[2];
+
+	if (n < 0)
+		return -1;
+	target[n] = '\0';
+	if (symlinkat(target, c->dst, name) != 0)
+		return -1;
+	if (fchownat(c->dst, name, st->st_uid, st->st_gid,
+	    AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM)
+		return -1;
+	ts[0] = st->st_atim;
+	ts[1] = st->st_mtim;
+	return utimensat(c->dst, name, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+/* An entry of the original tree, copied; a directory is made (private
+ * until it is done) and gone down into. */
+static int copy_entry(struct walk *w, int dir, const char *name)
+{
+	struct copy *c = w->data;
+	struct stat st;
+
+	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return -1;
+	c->entries++;
+	if (S_ISDIR(st.st_mode) && st.st_dev != c->dev)
+		refuse_entry(w, c->file, name,
+		    "a mount point; nothing snapshotted");
+	if (S_ISDIR(st.st_mode))
+		return mkdirat(c->dst, name, S_IRWXU) == 0 ? 1 : -1;
+	if (S_ISLNK(st.st_mode))
+		return copy_link(c, dir, name, &st);
+	if (S_ISREG(st.st_mode))
+		return copy_file(w, c, dir, name, &st);
+	refuse_entry(w, c->file, name, "not a regular file, directory or "
+	    "symbolic link; nothing snapshotted");
+}
+
+static int copy_down(struct walk *w, int fd)
+{
+	struct copy *c = w->data;
+	int d;
+
+	if (foreign(fd, c->dev))
+		refuse_entry(w, c->file, "",
+		    "a mount point; nothing snapshotted");
+	d = openat(c->dst, w->lv[w->depth - 1].name,
+	    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (d < 0)
+		return -1;
+	close(c->dst);
+	c->dst = d;
+	return 0;
+}
+
+/* A directory done: the copy climbs to its parent first, then takes the
+ * original's metadata and times, mode last, since they may shut it. */
+static int copy_done(struct walk *w, int fd)
+{
+	struct copy *c = w->data;
+	struct timespec ts[2];
+	struct stat st;
+	int up = -1;
+
+	if (fstat(fd, &st) != 0)
+		return -1;
+	if (w->depth > 0 &&
+	    (up = openat(c->dst, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	copy_metadata(fd, &st, c->dst, c->file);
+	ts[0] = st.st_atim;
+	ts[1] = st.st_mtim;
+	if (futimens(c->dst, ts) != 0) {
+		if (up >= 0)
+			close(up);
+		return -1;
+	}
+	if (up >= 0) {
+		close(c->dst);
+		c->dst = up;
+	}
+	return 0;
+}
+
+/* Copy the tree below the open directory src into the directory top. */
+static int copy_tree(int src, int top, const char *file, const char **how,
+    size_t *entries, char **failed)
+{
+	struct copy c;
+	struct walk w;
+	struct stat st;
+	int r, e;
+
+	memset(&c, 0, sizeof c);
+	memset(&w, 0, sizeof w);
+	if (fstat(src, &st) != 0 ||
+	    (c.dst = fcntl(top, F_DUPFD_CLOEXEC, 0)) < 0)
+		return -1;
+	c.top = top;
+	c.dev = st.st_dev;
+	c.file = file;
+	c.how = "no file data";
+	w.entry = copy_entry;
+	w.down = copy_down;
+	w.done = copy_done;
+	w.data = &c;
+	r = walk_tree(&w, src);
+	e = errno;
+	close(c.dst);
+	while (c.nlinks)
+		free(c.links[--c.nlinks].path);
+	free(c.links);
+	*failed = w.failed;
+	*how = c.how;
+	*entries = c.entries;
+	errno = e;
+	return r;
+}
+
+/* Was DIR replaced (by another run's commit) since it was opened? */
+static int replaced(const struct target *t, const struct snapshot *s)
+{
+	struct stat now;
+
+	return fstatat(t->dirfd, t->base, &now, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    now.st_dev != s->orig.st_dev || now.st_ino != s->orig.st_ino;
+}
+
+/* A directory's tree, copied through descriptors.  A run that commits
+ * meanwhile exchanges DIR, then removes the old tree that this copy
+ * reads: then the copy is thrown away and taken again from the new one,
+ * so CMD always starts from one whole version. */
+static const char *fill_tree(const struct target *t, struct snapshot *s)
+{
+	static char how[128];
+	const char *name = snapshot_name(s), *data;
+	char *failed = NULL;
+	int tries;
+	size_t n;
+
+	for (tries = 0; tries < 10; tries++, free(failed)) {
+		int top;
+
+		if (foreign(s->srcfd, t->dirst.st_dev))
+			die("%s: a mount point, which cannot be replaced",
+			    t->file);
+		if (mkdirat(s->subfd, name, S_IRWXU) != 0 ||
+		    (top = openat(s->subfd, name,
+		    O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+			die("%s:", s->path);
+		s->tree = 1;
+		if (copy_tree(s->srcfd, top, t->file, &data, &n,
+		    &failed) == 0 && !replaced(t, s)) {
+			close(top);
+			snprintf(how, sizeof how, "a tree of %zu entries, %s",
+			    n, data);
+			return how;
+		}
+		if (failed && !replaced(t, s))
+			die("copying %s/%s:", t->file, failed);
+		note("%s: replaced while being copied; copying it again",
+		    t->file);
+		if (remove_dir(s->subfd, name, top) != 0)
+			die("%s:", s->path);
+		close(top);
+		close(s->srcfd);
+		s->srcfd = open_source(t, &s->orig);
+		if (s->srcfd < 0 || !S_ISDIR(s->orig.st_mode))
+			die("%s: replaced by something else while being "
+			    "copied", t->file);
+	}
+	die("%s: replaced again and again while being copied", t->file);
+}
+
 /* FILE, or an empty file for --missing=empty, into the snapshot. */
 static const char *fill(const struct target *t, const struct options *o,
     struct snapshot *s)
@@ -1477,16 +1956,18 @@ static const char *fill(const struct target *t, const struct options *o,
 	int out = -1;
 
 	s->srcfd = open_source(t, &s->orig);
-	if (s->srcfd >= 0) {
+	if (s->srcfd >= 0 && S_ISDIR(s->orig.st_mode)) {
+		how = fill_tree(t, s);
+	} else if (s->srcfd >= 0) {
 		out = openat(s->subfd, snapshot_name(s),
 		    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (out < 0)
 			die("%s:", s->path);
-		how = copy_data(s->srcfd, out, s->orig.st_size, t->file);
+		how = copy_data(s->srcfd, out, &s->orig, t->file);
 		copy_metadata(s->srcfd, &s->orig, out, s->path);
 		if (s->orig.st_nlink > 1)
-			say("%s: has %ju hard links; the commit replaces this name only",
-			    t->file, (uintmax_t)s->orig.st_nlink);
+			say("%s: has %ju hard links; the commit replaces this "
+			    "name only", t->file, (uintmax_t)s->orig.st_nlink);
 	} else if (o->missing == ERROR) {
 		errno = ENOENT;
 		die("%s:", t->file);
@@ -1502,6 +1983,56 @@ static const char *fill(const struct target *t, const struct options *o,
 	return how;
 }
 
+/* -f with the placeholder: in/BASE, a read-only copy of FILE (empty when
+ * it is absent), for CMD to name. */
+static void copy_input(const struct target *t, struct snapshot *s)
+{
+	int dir, fd;
+
+	s->subst = join(s->priv, "/in/", t->base);
+	if (mkdirat(s->privfd, "in", S_IRWXU) != 0 ||
+	    (dir = openat(s->privfd, "in", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) < 0)
+		die("%s:", s->subst);
+	fd = openat(dir, t->base, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    S_IRUSR | S_IWUSR);
+	if (fd < 0)
+		die("%s:", s->subst);
+	if (s->srcfd >= 0) {
+		copy_data(s->srcfd, fd, &s->orig, t->file);
+		copy_metadata(s->srcfd, &s->orig, fd, s->subst);
+	}
+	if (fchmod(fd, (s->srcfd >= 0 ? s->orig.st_mode : 0444) & 07555) != 0 ||
+	    close(fd) != 0)
+		die("%s:", s->subst);
+	close(dir);
+}
+
+/* -f: FILE, held open as it was taken, is what CMD reads on its standard
+ * input; out/BASE, a new file that snaprun fills with what CMD writes on
+ * its standard output, is what is committed. */
+static const char *fill_filter(const struct target *t, const struct options *o,
+    struct snapshot *s)
+{
+	s->filter = 1;
+	s->srcfd = open_source(t, &s->orig);
+	if (s->srcfd < 0 && o->missing == ERROR) {
+		errno = ENOENT;
+		die("%s:", t->file);
+	}
+	/* An absent FILE's next version is a new file, made as any other. */
+	s->outfd = openat(s->subfd, snapshot_name(s),
+	    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    s->srcfd < 0 ? 0666 : 0600);
+	if (s->outfd < 0)
+		die("%s:", s->path);
+	if (o->copy)
+		copy_input(t, s);
+	else
+		s->subst = join("");	/* nothing to stand for */
+	return o->copy ? "a filter, {} a read-only copy" : "a filter";
+}
+
 /* 2. Take: a new private directory beside FILE, and FILE, held open (the
  * kernel cannot reuse an inode that is open, so its number stays its
  * identity), copied into it under its own name. */
@@ -1513,21 +2044,29 @@ static void take(const struct target *t, const struct options *o,
 
 	memset(s, 0, sizeof *s);
 	s->dirfd = t->dirfd;
-	s->privfd = s->subfd = s->srcfd = -1;
+	s->privfd = s->subfd = s->srcfd = s->outfd = -1;
 	s->keep = o->keep;
 	s->rel = t->rel;
-	refuse_hot_journal(t, "");
+	if (fstatat(t->dirfd, t->base, &fst, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    !S_ISDIR(fst.st_mode))
+		refuse_hot_journal(t, "");
+	else if (!HAVE_EXCHANGE)
+		die("%s: a directory, and this system cannot exchange two "
+		    "directories in one step to commit it", t->file);
 	make_private_dir(t, s);
 	s->priv = path_cat(t->dir, s->name);
 	/* CMD finds the snapshot by its path: that must still lead here. */
 	if (fstat(s->privfd, &fst) != 0 || stat(s->priv, &pst) != 0 ||
 	    fst.st_dev != pst.st_dev || fst.st_ino != pst.st_ino)
-		die("%s: the directory was moved or replaced during the run", t->dir);
+		die("%s: the directory was moved or replaced during the run",
+		    t->dir);
 	s->path = path_cat(s->priv, s->rel);
 	s->subfd = snapshot_dir(s, 1);
 	if (s->subfd < 0)
 		die("%s:", s->path);
-	how = fill(t, o, s);
+	how = o->filter ? fill_filter(t, o, s) : fill(t, o, s);
+	if (!s->subst)
+		s->subst = join(o->root ? s->priv : s->path);
 	close(s->subfd);	/* walked again at the commit */
 	s->subfd = -1;
 	note("%s: snapshot %s (%s)", t->file, s->path, how);
@@ -1550,10 +2089,12 @@ static char **substitute(char **argv, const char *placeholder, const char *path)
 		size_t n = 0;
 		char *d;
 
-		for (s = argv[i]; (hit = strstr(s, placeholder)); s = hit + plen)
+		for (s = argv[i]; (hit = strstr(s, placeholder));
+		    s = hit + plen)
 			n++;
 		out[i] = d = xmalloc(strlen(argv[i]) + n * rlen + 1);
-		for (s = argv[i]; (hit = strstr(s, placeholder)); s = hit + plen) {
+		for (s = argv[i]; (hit = strstr(s, placeholder));
+		    s = hit + plen) {
 			memcpy(d, s, (size_t)(hit - s));
 			d += hit - s;
 			memcpy(d, path, rlen);
@@ -1613,33 +2154,40 @@ static void catch_signals(struct signals *sg)
 
 	memset(&sa, 0, sizeof sa);
 	sa.sa_sigaction = on_signal;
-	sa.sa_flags = SA_SIGINFO;	/* no SA_RESTART: a lock wait must end */
+	/* no SA_RESTART: a lock wait must end */
+	sa.sa_flags = SA_SIGINFO;
 	sigfillset(&sa.sa_mask);
-	signal(SIGCHLD, SIG_DFL);	/* an inherited SIG_IGN would reap CMD for us */
+	/* an inherited SIG_IGN would reap CMD for us */
+	signal(SIGCHLD, SIG_DFL);
 	sigemptyset(&sg->dfl);
 	sigemptyset(&ours);
 	sigaddset(&ours, SIGALRM);
 	for (i = 0; i < sizeof ignored / sizeof *ignored; i++)
-		if (sigaction(ignored[i], NULL, &was) == 0 && was.sa_handler != SIG_IGN) {
+		if (sigaction(ignored[i], NULL, &was) == 0 &&
+		    was.sa_handler != SIG_IGN) {
 			signal(ignored[i], SIG_IGN);
 			sigaddset(&sg->dfl, ignored[i]);
 		}
 	for (i = 0; i < sizeof forwarded / sizeof *forwarded; i++) {
-		if (sigaction(forwarded[i], NULL, &was) == 0 && was.sa_handler == SIG_IGN)
+		if (sigaction(forwarded[i], NULL, &was) == 0 &&
+		    was.sa_handler == SIG_IGN)
 			continue;
 		sigaction(forwarded[i], &sa, NULL);
 		sigaddset(&sg->dfl, forwarded[i]);
 		sigaddset(&ours, forwarded[i]);
 	}
 	/* Blocked when we started (as by a caller that blocks SIGALRM): the
-	 * -w timer and the forwarding need them; CMD gets the mask as it was. */
+	 * -w timer and the forwarding need them; CMD gets the mask as it
+	 * was. */
 	sigprocmask(SIG_UNBLOCK, &ours, &sg->mask);
 }
 
-/* Start CMD with the signal mask and dispositions it is owed.  Returns
- * 0 or the error number. */
-static int spawn(char **args, const struct signals *sg)
+/* Start CMD with the signal mask and dispositions it is owed, and io[0]
+ * and io[1] (when not -1) as its standard input and output.  Returns 0 or
+ * the error number. */
+static int spawn(char **args, const struct signals *sg, const int io[2])
 {
+	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t all, old;
 	pid_t pid;
@@ -1654,9 +2202,15 @@ static int spawn(char **args, const struct signals *sg)
 	    (err = posix_spawnattr_setsigmask(&attr, &sg->mask)) != 0 ||
 	    (err = posix_spawnattr_setsigdefault(&attr, &sg->dfl)) != 0 ||
 	    (err = posix_spawnattr_setflags(&attr,
-	    POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0)
+	    POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0 ||
+	    (err = posix_spawn_file_actions_init(&fa)) != 0 ||
+	    (io[0] >= 0 &&
+	    (err = posix_spawn_file_actions_adddup2(&fa, io[0], 0)) != 0) ||
+	    (io[1] >= 0 &&
+	    (err = posix_spawn_file_actions_adddup2(&fa, io[1], 1)) != 0))
 		die("posix_spawn: %s", strerror(err));
-	err = posix_spawnp(&pid, args[0], NULL, &attr, args, environ);
+	err = posix_spawnp(&pid, args[0], &fa, &attr, args, environ);
+	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	if (err == 0)
 		child = pid;
@@ -1664,16 +2218,110 @@ static int spawn(char **args, const struct signals *sg)
 	return err;
 }
 
+/* -f: CMD's standard input, FILE from its start (nothing when it was
+ * absent), and a pipe for its standard output; *from is the end snaprun
+ * reads, without blocking. */
+static void filter_io(const struct snapshot *s, int io[2], int *from)
+{
+	int p[2];
+
+	io[0] = s->srcfd >= 0 ? s->srcfd :
+	    open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (io[0] < 0 || (s->srcfd >= 0 && lseek(s->srcfd, 0, SEEK_SET) != 0) ||
+	    pipe(p) != 0 || fcntl(p[0], F_SETFD, FD_CLOEXEC) != 0 ||
+	    fcntl(p[1], F_SETFD, FD_CLOEXEC) != 0 ||
+	    fcntl(p[0], F_SETFL, O_NONBLOCK) != 0)
+		die("%s: the filter's input and output:", s->path);
+#if defined(HAVE_LINUX) && defined(F_SETPIPE_SZ)
+	/* Fewer, larger moves; the default size where this is refused. */
+	(void)fcntl(p[0], F_SETPIPE_SZ, 1 << 20);
+#endif
+	io[1] = p[1];
+	*from = p[0];
+}
+
+/* Some of what is in the pipe, moved into the file: the bytes moved, 0 at
+ * the end, -1 with errno (EAGAIN: nothing there now). */
+static ssize_t move_some(int in, int out)
+{
+	static char buf[1 << 16];
+	ssize_t n, w, k;
+#ifdef HAVE_LINUX
+	static int can_splice = 1;
+
+	if (can_splice) {
+		n = splice(in, NULL, out, NULL, 1 << 20,
+		    SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+		if (n >= 0 || errno != EINVAL)
+			return n;
+		can_splice = 0;	/* not into this file: read and write */
+	}
+#endif
+	n = read(in, buf, sizeof buf);
+	for (w = 0; n > 0 && w < n; w += k > 0 ? k : 0)
+		if ((k = write(out, buf + w, (size_t)(n - w))) < 0 &&
+		    errno != EINTR)
+			return -1;
+	return n;
+}
+
+static int cmd_ended(void)
+{
+	siginfo_t info;
+
+	info.si_pid = 0;
+	return waitid(P_PID, (id_t)child, &info,
+	    WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0;
+}
+
+/* -f: what CMD writes, from the pipe into the new file, in constant
+ * memory, until the end; or, once CMD has ended and the pipe is drained,
+ * until it is clear that a process CMD left behind still holds the pipe
+ * (what it might write later is not FILE's).  Returns 0; an errno for a
+ * failed write (the pipe is closed then: CMD sees EPIPE); -1 for a
+ * writer left behind. */
+static int pump(int in, int out)
+{
+	struct pollfd p;
+	unsigned polls = 0;
+	int ended = 0;
+
+	p.fd = in;
+	p.events = POLLIN;
+	for (;;) {
+		ssize_t n = move_some(in, out);
+		int r;
+
+		if (n > 0 || (n < 0 && errno == EINTR))
+			continue;
+		if (n == 0)
+			return 0;
+		if (errno != EAGAIN)
+			return errno;
+		if (ended)
+			return -1;
+		r = poll(&p, 1, 100);
+		if (r < 0 && errno != EINTR)
+			return errno;
+		/* Quiet for a while (or long busy): is CMD gone? */
+		if (r == 0 || ++polls % 256 == 0)
+			ended = cmd_ended();
+	}
+}
+
 /* 4. Run CMD, no shell, and wait for it.  Returns its wait status, or
  * -126 or -127 when it could not be started. */
 static int run_command(const struct target *t, struct snapshot *s,
     const struct signals *sg)
 {
+	int status, err, io[2] = { -1, -1 }, from = -1;
 	siginfo_t info;
-	int status, err;
 	pid_t pid;
 
-	if (setenv("SNAPRUN_FILE", s->path, 1) != 0 ||
+	if (s->filter)
+		filter_io(s, io, &from);
+	if ((s->filter && !s->subst[0] ? unsetenv("SNAPRUN_FILE") :
+	    setenv("SNAPRUN_FILE", s->filter ? s->subst : s->path, 1)) != 0 ||
 	    setenv("SNAPRUN_ROOT", s->priv, 1) != 0 ||
 	    setenv("SNAPRUN_ORIGINAL", t->file, 1) != 0)
 		die("setenv:");
@@ -1682,13 +2330,23 @@ static int run_command(const struct target *t, struct snapshot *s,
 		return -EXIT_NOTFOUND;
 	}
 	note("%s: running %s", t->file, s->args[0]);
-	err = spawn(s->args, sg);
+	err = spawn(s->args, sg, io);
+	if (io[0] >= 0 && io[0] != s->srcfd)
+		close(io[0]);
+	if (io[1] >= 0)
+		close(io[1]);
+	if (err != 0 && from >= 0)
+		close(from);
 	if (err != 0) {
 		say("%s: %s%s", s->args[0], strerror(err),
 		    *s->args[0] == '-' ? " (options go before FILE)" : "");
 		return err == ENOENT ? -EXIT_NOTFOUND : -EXIT_NOEXEC;
 	}
 	s->ran = 1;
+	if (from >= 0) {
+		s->outerr = pump(from, s->outfd);
+		close(from);
+	}
 	/* Reap only once child is cleared: until then the handler may kill
 	 * it, and a zombie's pid cannot have been given to another. */
 	while (waitid(P_PID, (id_t)child, &info, WEXITED | WNOWAIT) != 0)
@@ -1699,6 +2357,10 @@ static int run_command(const struct target *t, struct snapshot *s,
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			die("waitpid:");
+	if (s->outerr > 0) {
+		errno = s->outerr;
+		die("%s: writing CMD's output into %s:", t->file, s->path);
+	}
 	return status;
 }
 
@@ -1732,9 +2394,10 @@ static void refuse_writers(int fd, const char *file)
 		return;
 	}
 	if (errno == EAGAIN || errno == EBUSY)
-		die("%s: the snapshot is still open for writing (by a process CMD "
-		    "left running?); nothing committed", file);
-	note("%s: cannot tell whether the snapshot is still open for writing", file);
+		die("%s: the snapshot is still open for writing (by a "
+		    "process CMD left running?); nothing committed", file);
+	note("%s: cannot tell whether the snapshot is still open for writing",
+	    file);
 }
 #else
 static void refuse_writers(int fd, const char *file)
@@ -1743,6 +2406,91 @@ static void refuse_writers(int fd, const char *file)
 	(void)file;
 }
 #endif
+
+/* The new tree checked before it is committed. */
+struct check {
+	dev_t dev;		/* its filesystem */
+	int sync;		/* each file and directory flushed on its own */
+	const char *file;	/* DIR, for messages */
+};
+
+/* Nothing but directories, regular files and symbolic links. */
+static int check_entry(struct walk *w, int dir, const char *name)
+{
+	struct check *k = w->data;
+	struct stat st;
+	int fd, r;
+
+	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return -1;
+	if (S_ISDIR(st.st_mode))
+		return 1;
+	if (S_ISLNK(st.st_mode))
+		return 0;
+	if (!S_ISREG(st.st_mode))
+		refuse_entry(w, k->file, name,
+		    "in the new tree, not a regular file, directory or "
+		    "symbolic link; nothing committed");
+	if (!k->sync)
+		return 0;
+	fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	r = fd < 0 || fsync(fd) != 0 ? -1 : 0;
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+static int check_down(struct walk *w, int fd)
+{
+	struct check *k = w->data;
+
+	if (foreign(fd, k->dev))
+		refuse_entry(w, k->file, "", "in the new tree, a mount point; "
+		    "nothing committed");
+	return 0;
+}
+
+static int check_done(struct walk *w, int fd)
+{
+	struct check *k = w->data;
+
+	return k->sync && fsync(fd) != 0 ? -1 : 0;
+}
+
+/* 6a, for a tree: nothing in it but directories, regular files and
+ * symbolic links, the top with DIR's metadata, all on disk (one syncfs
+ * where there is one: far cheaper than a flush per file).  Returns the
+ * top open. */
+static int ready_tree(const struct target *t, struct snapshot *s,
+    const struct options *o)
+{
+	int fd = openat(s->subfd, snapshot_name(s),
+	    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct check k;
+	struct walk w;
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) != 0)
+		die("%s:", s->path);
+	memset(&w, 0, sizeof w);
+	k.dev = st.st_dev;
+	k.file = t->file;
+	k.sync = o->sync && !HAVE_SYNCFS;
+	w.entry = check_entry;
+	w.down = check_down;
+	w.done = check_done;
+	w.data = &k;
+	if (walk_tree(&w, fd) != 0)
+		die("%s/%s:", s->path, w.failed);
+	if (s->srcfd >= 0)
+		copy_metadata(s->srcfd, &s->orig, fd, s->path);
+#if HAVE_SYNCFS
+	if (o->sync && syncfs(fd) != 0)
+		die("%s:", s->path);
+#endif
+	s->tree = 1;
+	return fd;
+}
 
 /* The snapshot must be a regular file of its own: a symbolic link is never
  * committed, nor a link to a file elsewhere, which would be chmod-ed as
@@ -1763,14 +2511,18 @@ static int open_snapshot(const struct snapshot *s, const char *file)
 		die("%s: the snapshot was replaced by a symbolic link; "
 		    "nothing committed", file);
 	if (!S_ISREG(st.st_mode))
-		die("%s: the snapshot is not a regular file; nothing committed", file);
+		die("%s: the snapshot is not a regular file; nothing "
+		    "committed", file);
 	if (st.st_nlink != 1)
-		die("%s: the snapshot has another hard link; nothing committed", file);
-	fd = openat(s->subfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		die("%s: the snapshot has another hard link; nothing "
+		    "committed", file);
+	fd = openat(s->subfd, name,
+	    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &fst) != 0)
 		die("%s:", s->path);
 	if (fst.st_dev != st.st_dev || fst.st_ino != st.st_ino)
-		die("%s: the snapshot changed during the commit; nothing committed", file);
+		die("%s: the snapshot changed during the commit; nothing "
+		    "committed", file);
 	return fd;
 }
 
@@ -1781,20 +2533,35 @@ static int ready(const struct target *t, struct snapshot *s,
     const struct options *o)
 {
 	char side[NAME_MAX + 16];
+	struct stat st;
 	int fd;
 
+	if (s->outerr < 0)
+		die("%s: a process CMD left running still holds its standard "
+		    "output; nothing committed", t->file);
+	if (s->outfd >= 0 && close(s->outfd) != 0)
+		die("%s:", s->path);
+	s->outfd = -1;
 	s->subfd = snapshot_dir(s, 0);
 	if (s->subfd < 0 && (errno == ELOOP || errno == ENOTDIR))
 		die("%s: the snapshot's directory is no longer a directory; "
 		    "nothing committed", t->file);
 	if (s->subfd < 0 && errno != ENOENT)
 		die("%s:", s->path);
+	if (s->subfd >= 0 && fstatat(s->subfd, snapshot_name(s), &st,
+	    AT_SYMLINK_NOFOLLOW) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return ready_tree(t, s, o);
+		if (s->tree && !S_ISLNK(st.st_mode))
+			die("%s: the snapshot is no longer a directory; "
+			    "nothing committed", t->file);
+	}
 	fd = s->subfd < 0 ? -1 : open_snapshot(s, t->file);
 	if (fd < 0 && s->srcfd >= 0)
 		die("%s: the snapshot was removed; nothing committed", t->file);
 	if (fd < 0) {
-		say("%s: CMD made no file at the snapshot's path; nothing committed",
-		    t->file);
+		say("%s: CMD made no file at the snapshot's path; nothing "
+		    "committed", t->file);
 		return -1;
 	}
 	if (hot_journal(s->subfd, snapshot_name(s), side, sizeof side))
@@ -1821,19 +2588,20 @@ static int changed(const struct target *t, const struct snapshot *s)
 			die("%s:", t->file);
 		return s->srcfd >= 0;
 	}
-	return s->srcfd < 0 || now.st_dev != o->st_dev || now.st_ino != o->st_ino ||
-	    now.st_size != o->st_size ||
+	return s->srcfd < 0 || now.st_dev != o->st_dev ||
+	    now.st_ino != o->st_ino || now.st_size != o->st_size ||
 	    now.st_mtim.tv_sec != o->st_mtim.tv_sec ||
 	    now.st_mtim.tv_nsec != o->st_mtim.tv_nsec ||
 	    now.st_ctim.tv_sec != o->st_ctim.tv_sec ||
 	    now.st_ctim.tv_nsec != o->st_ctim.tv_nsec;
 }
 
-#ifdef HAVE_EXCHANGE
+#if HAVE_EXCHANGE
 /* Exchange the snapshot and FILE, then look at what came out: when it is
- * not what it must be (checked: the file snapshotted; else: a regular
- * file, not a directory someone put there), exchange them back.  Returns
- * 0 done, 1 exchanged back, -1 with errno when no exchange was made. */
+ * not what it must be (checked: the file snapshotted; else: of the
+ * snapshot's kind, not a directory someone put in a file's place or the
+ * reverse), exchange them back.  Returns 0 done, 1 exchanged back, -1
+ * with errno when no exchange was made. */
 static int exchange(const struct target *t, const struct snapshot *s, int check)
 {
 	const char *name = snapshot_name(s);
@@ -1843,13 +2611,43 @@ static int exchange(const struct target *t, const struct snapshot *s, int check)
 	if (renameat2(s->subfd, name, t->dirfd, t->base, RENAME_EXCHANGE) != 0)
 		return -1;
 	ok = fstatat(s->subfd, name, &out, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    (check ? out.st_dev == s->orig.st_dev && out.st_ino == s->orig.st_ino
-	    : !S_ISDIR(out.st_mode));
+	    (check ? out.st_dev == s->orig.st_dev &&
+	    out.st_ino == s->orig.st_ino
+	    : !S_ISDIR(out.st_mode) == !s->tree);
 	if (ok)
 		return 0;
 	if (renameat2(s->subfd, name, t->dirfd, t->base, RENAME_EXCHANGE) != 0)
 		die("%s: exchanged with the snapshot and not back:", t->file);
+	if (!check)
+		die("%s: became a %s meanwhile; nothing committed", t->file,
+		    s->tree ? "file" : "directory");
 	return 1;
+}
+
+/* 6b, for a tree: exchanged with DIR, or renamed in where nothing is
+ * (never over what appeared meanwhile), in one step either way, so that
+ * DIR is at every instant the whole old tree or the whole new one, never
+ * missing.  Without an exchange, no commit: never two renames. */
+static int place_tree(const struct target *t, const struct snapshot *s,
+    int check)
+{
+	int r = -1;
+
+	if (s->srcfd < 0 && renameat2(s->subfd, snapshot_name(s), t->dirfd,
+	    t->base, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (s->srcfd < 0 && errno == EEXIST && check)
+		return 1;	/* DIR appeared meanwhile */
+	if (s->srcfd >= 0 || errno == EEXIST)
+		r = exchange(t, s, check);
+	if (r >= 0)
+		return r;
+	if (errno == ENOENT && check)
+		return 1;	/* DIR went meanwhile */
+	if (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP)
+		die("%s: this filesystem cannot exchange two directories "
+		    "in one step; nothing committed", t->file);
+	die("%s:", t->file);
 }
 #endif
 
@@ -1863,10 +2661,12 @@ static int exchange(const struct target *t, const struct snapshot *s, int check)
 static int place(const struct target *t, const struct snapshot *s,
     const struct options *o, int check)
 {
-#ifdef HAVE_EXCHANGE
+#if HAVE_EXCHANGE
 	struct stat now;
 	int r = -2;
 
+	if (s->tree)
+		return place_tree(t, s, check);
 	if (check && s->srcfd < 0) {
 		r = renameat2(s->subfd, snapshot_name(s), t->dirfd, t->base,
 		    RENAME_NOREPLACE) == 0 ? 0 : -1;
@@ -1888,6 +2688,9 @@ static int place(const struct target *t, const struct snapshot *s,
 #else
 	(void)o;
 	(void)check;
+	if (s->tree)
+		die("%s: this system cannot exchange two directories in "
+		    "one step; nothing committed", t->file);
 #endif
 	if (renameat(s->subfd, snapshot_name(s), t->dirfd, t->base) != 0)
 		die("%s:", t->file);
@@ -1919,7 +2722,8 @@ static enum outcome commit(const struct target *t, struct snapshot *s,
 	s->ran = 0;	/* nothing left to keep */
 	/* Committed: a directory that cannot be flushed (some FUSE and
 	 * network filesystems) is worth a word, not a failure. */
-	if (o->sync && fsync(t->dirfd) != 0 && errno != EINVAL && errno != ENOTSUP)
+	if (o->sync && fsync(t->dirfd) != 0 && errno != EINVAL &&
+	    errno != ENOTSUP)
 		say("%s:", t->dir);
 	note("%s: committed", t->file);
 	return out;
@@ -1949,11 +2753,14 @@ static void discard(struct snapshot *s)
 		close(s->privfd);
 	if (s->srcfd >= 0)
 		close(s->srcfd);
+	if (s->outfd >= 0)
+		close(s->outfd);
+	free(s->subst);
 	free(s->priv);
 	free(s->path);
 	free_args(s->args);
 	memset(s, 0, sizeof *s);
-	s->subfd = s->privfd = s->srcfd = -1;
+	s->subfd = s->privfd = s->srcfd = s->outfd = -1;
 }
 
 /* -------------------------------------------------------------- 8. leave */
@@ -2029,8 +2836,8 @@ int main(int argc, char **argv)
 	remove_leftovers(&t);			/* what killed runs left */
 	for (try = 0;; try++) {
 		take(&t, &o, &s);		/* 2. FILE copied aside */
-		s.args = substitute(cmd, o.placeholder,	/* 3. {} */
-		    o.root ? s.priv : s.path);
+		/* 3. {} */
+		s.args = substitute(cmd, o.placeholder, s.subst);
 		status = run_command(&t, &s, &sg);	/* 4. CMD */
 		out = decide(status, &t, &o)	/* 5. and 6. */
 		    ? commit(&t, &s, &o) : NOTHING;

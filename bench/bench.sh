@@ -7,7 +7,7 @@
 # machine noise hits both sides, and reported as a ratio of medians.
 # Each result line reads:   name   value   goal   ok | MISS | info | skip
 #
-#   --quick      small files and few samples (well under a minute; for CI)
+#   --quick      small files and few samples (about two minutes; for CI)
 #   --hyperfine  also cross-check the small-file numbers with hyperfine
 #   --keep-dir   do not delete the working directory at the end
 #   --only LIST  run only these sections, e.g. --only 1,5
@@ -15,19 +15,23 @@
 # Environment:
 #   BENCH_DIR    parent directory for the working directory (default: $TMPDIR
 #                or /var/tmp, whichever is not tmpfs). Use a disk filesystem.
+#   MYPY         a newer mypy command (1.20+, sharded SQLite cache) for
+#                section 8, e.g. MYPY=/opt/mypy/bin/mypy; `mypy` on PATH is
+#                measured too.
 #
 # Exit status: 0 when everything ran, even if goals were missed (they are
 # printed as MISS); 1 when something failed to run; 2 on bad usage.
 # Needs bash >= 4.4 (bash >= 5 for a fork-free clock), coreutils; optional:
 # /usr/bin/time (GNU time, for peak memory), root + losetup + mkfs.xfs (for
-# the reflink section), filefrag, hyperfine.
+# the reflink sections), filefrag, hyperfine, mypy (sections 7 and 8),
+# sponge (moreutils, section 9).
 
 # The shell snippets run by sh -c expand "$1" themselves.
 # shellcheck disable=SC2016
 set -u -o pipefail
 export LC_ALL=C
 
-QUICK=0 HYPERFINE=0 KEEPDIR=0 SNAPRUN='' ONLY=123456
+QUICK=0 HYPERFINE=0 KEEPDIR=0 SNAPRUN='' ONLY=123456789
 usage() { echo "usage: $0 [--quick] [--hyperfine] [--keep-dir] [--only LIST] SNAPRUN" >&2; exit 2; }
 while (($#)); do
 	case $1 in
@@ -65,6 +69,10 @@ if ((QUICK)); then
 	S4_SAMPLES=9 S4_BATCH=5 S4L_SAMPLES=3  # durability
 	S5_RUNS=3                              # memory
 	S6_PER_WORKER=5                        # contention
+	S7_DIRS=20 S7_FILES=100 S7_SAMPLES=3   # tree copy: 2,000 files
+	S8_SAMPLES=5                           # mypy warm runs
+	S9_SAMPLES=11 S9_BATCH=5               # filter mode, small file
+	S9L_SAMPLES=3 FLARGE=$((64 * MIB))     # filter mode, large file
 else
 	LARGE=$((1024 * MIB))
 	XSMALL=$((64 * MIB)) XLARGE=$((1024 * MIB)) XIMG=3G
@@ -74,6 +82,10 @@ else
 	S4_SAMPLES=31 S4_BATCH=10 S4L_SAMPLES=5
 	S5_RUNS=5
 	S6_PER_WORKER=50
+	S7_DIRS=100 S7_FILES=100 S7_SAMPLES=5
+	S8_SAMPLES=9 S8E_SAMPLES=5
+	S9_SAMPLES=31 S9_BATCH=10
+	S9L_SAMPLES=5 FLARGE=$((256 * MIB))
 fi
 SMALL=$((4 * KIB))
 WORKERS=8
@@ -95,6 +107,18 @@ fi
 
 # run CMD... : run once, quietly, and fail the benchmark if it fails.
 run() { "$@" </dev/null >/dev/null || die "failed (exit $?): $*"; }
+
+# exits LIST CMD... : run CMD; succeed when its exit status is in LIST (0,1),
+# for commands that are meant to exit non-zero (CMD=false; mypy reporting
+# type errors). A function, so wrapping a timed command costs no fork.
+# shellcheck disable=SC2317  # invoked through the command arrays
+exits() {
+	local want=$1 r; shift
+	"$@"; r=$?
+	[[ ,$want, == *",$r,"* ]] && return 0
+	printf 'bench: exit %s, expected %s: %s\n' "$r" "$want" "$*" >&2
+	return 1
+}
 
 # time_batch N CMD... -> $T = mean microseconds per invocation over N runs
 time_batch() {
@@ -127,6 +151,8 @@ median() {
 
 # fmt_ms US -> "1.234"
 fmt_ms() { awk -v u="$1" 'BEGIN { printf "%.3f", u / 1000 }'; }
+# fmt_s US -> "1.2"
+fmt_s() { awk -v u="$1" 'BEGIN { printf "%.1f", u / 1e6 }'; }
 # ratio A B -> "0.412"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "inf"; else printf "%.3f", a / b }'; }
 
@@ -228,7 +254,12 @@ HAVE_SPACE=1
 mkfile() { # mkfile PATH BYTES : real (non-sparse) data
 	head -c "$2" /dev/zero >"$1" || die "cannot write $1"
 }
-dropdirty() { sync -f . 2>/dev/null || sync; }
+# dropdirty [PATH...] : flush dirty pages of PATHs' filesystems, then of the
+# working directory's (which holds the loop images, so last).
+dropdirty() {
+	local p
+	for p in "$@" .; do sync -f "$p" 2>/dev/null || sync; done
+}
 
 mkfile small.db "$SMALL"
 if ((HAVE_SPACE)) && { want 2 || want 4 || want 5; }; then
@@ -237,6 +268,36 @@ if ((HAVE_SPACE)) && { want 2 || want 4 || want 5; }; then
 fi
 LARGE_H=$(human "$LARGE")
 nospace() { skip "$1" "needs $((need_kib / 1024)) MiB free in $WORK, has $((avail_kib / 1024)) MiB"; }
+
+# xfs_up SIZE : make a sparse image of SIZE in the working directory, format
+# it with `mkfs.xfs -m reflink=1` and loop-mount it on $WORK/mnt ($MNT). On
+# failure set $XFS_WHY and return 1; xfs_down undoes what was done.
+xfs_up() {
+	local c
+	XFS_WHY=
+	((EUID == 0)) || { XFS_WHY="not root (needs a loop mount)"; return 1; }
+	for c in mkfs.xfs losetup mount umount; do
+		command -v "$c" >/dev/null || { XFS_WHY="$c not installed (xfsprogs, util-linux)"; return 1; }
+	done
+	grep -qw xfs /proc/filesystems 2>/dev/null || modprobe xfs 2>/dev/null
+	truncate -s "$1" xfs.img || { XFS_WHY="cannot create image"; return 1; }
+	mkfs.xfs -q -f -m reflink=1 xfs.img >mkfs.log 2>&1 || { XFS_WHY="mkfs.xfs -m reflink=1 failed: $(head -n 1 mkfs.log)"; return 1; }
+	LOOPDEV=$(losetup -f --show xfs.img 2>losetup.log) || { LOOPDEV=; XFS_WHY="losetup failed: $(head -n 1 losetup.log)"; return 1; }
+	mkdir -p mnt || { XFS_WHY="cannot make mount point"; return 1; }
+	mount -t xfs "$LOOPDEV" "$WORK/mnt" 2>mount.log || { XFS_WHY="mount failed: $(head -n 1 mount.log)"; return 1; }
+	MNT=$WORK/mnt
+}
+xfs_down() {
+	if [[ -n $MNT ]]; then
+		umount "$MNT" 2>/dev/null || die "cannot unmount $MNT"
+		MNT=
+	fi
+	if [[ -n $LOOPDEV ]]; then
+		losetup -d "$LOOPDEV" 2>/dev/null || die "cannot detach $LOOPDEV"
+		LOOPDEV=
+	fi
+	rm -f xfs.img
+}
 
 # ============================================================ section 1 ====
 s1() {
@@ -329,17 +390,7 @@ s3_skip() { skip "reflink snapshot" "$1"; }
 s3_run() {
 	((EUID == 0)) || { s3_skip "not root (needs a loop mount)"; return; }
 	((HAVE_SPACE)) || { nospace "reflink snapshot"; return; }
-	local c
-	for c in mkfs.xfs losetup mount umount; do
-		command -v "$c" >/dev/null || { s3_skip "$c not installed (xfsprogs, util-linux)"; return; }
-	done
-	grep -qw xfs /proc/filesystems 2>/dev/null || modprobe xfs 2>/dev/null
-	truncate -s "$XIMG" xfs.img || { s3_skip "cannot create image"; return; }
-	mkfs.xfs -q -f -m reflink=1 xfs.img >mkfs.log 2>&1 || { s3_skip "mkfs.xfs -m reflink=1 failed: $(head -n 1 mkfs.log)"; return; }
-	LOOPDEV=$(losetup -f --show xfs.img 2>losetup.log) || { LOOPDEV=; s3_skip "losetup failed: $(head -n 1 losetup.log)"; return; }
-	mkdir -p mnt || { s3_skip "cannot make mount point"; return; }
-	mount -t xfs "$LOOPDEV" "$WORK/mnt" 2>mount.log || { s3_skip "mount failed: $(head -n 1 mount.log)"; return; }
-	MNT=$WORK/mnt
+	xfs_up "$XIMG" || { s3_skip "$XFS_WHY"; return; }
 	mkfile "$MNT/small.db" "$XSMALL"
 	mkfile "$MNT/large.db" "$XLARGE"
 	sync -f "$MNT"
@@ -373,15 +424,7 @@ s3_run() {
 	note "xfs on a loop device over $FSTYPE: durable numbers include the host's flush"
 }
 s3_run
-if [[ -n $MNT ]]; then
-	umount "$MNT" 2>/dev/null || die "cannot unmount $MNT"
-	MNT=
-fi
-if [[ -n $LOOPDEV ]]; then
-	losetup -d "$LOOPDEV" 2>/dev/null || die "cannot detach $LOOPDEV"
-	LOOPDEV=
-fi
-rm -f xfs.img
+xfs_down
 
 }
 want 3 && s3
@@ -509,6 +552,307 @@ rm -f c.db w.* .c.db.snaprun.lock
 
 }
 want 6 && s6
+
+# ================================================================= mypy ====
+# The code base for mypy (sections 7 and 8): stdlib packages, copied below one
+# package `sb` so that they do not shadow typeshed's stubs of the same names.
+# The config sets ignore_errors: mypy still checks everything but reports
+# nothing, exits 0 and so caches every module (mypy 1.0 does not cache a
+# module with errors, which would make its "warm" run half cold). errors.ini
+# is the same without it (section 8, full run, for information).
+MYPY_PKGS='email json http xml logging unittest importlib concurrent urllib asyncio'
+CODE=$WORK/mypy/code
+PYVER='' MODS=0 MWHY=''
+declare -A MCACHE=() MCOLD=() MFAIL=()
+# mypy_code : make the code base once; else $MWHY and return 1
+mypy_code() {
+	[[ -d $CODE/sb ]] && return 0
+	local lib=/usr/lib/python3.11 p
+	[[ -d $lib ]] || lib=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])' 2>/dev/null) || lib=
+	PYVER=${lib##*/python}
+	[[ -d $lib && $PYVER =~ ^3\.[0-9]+$ ]] || { MWHY="no Python 3 standard library found for the code base"; return 1; }
+	mkdir -p "$CODE/sb" || die "cannot make $CODE"
+	: >"$CODE/sb/__init__.py" || die "cannot write $CODE/sb/__init__.py"
+	for p in $MYPY_PKGS; do
+		[[ -d $lib/$p ]] && { cp -r "$lib/$p" "$CODE/sb/" || die "cannot copy $lib/$p"; }
+	done
+	find "$CODE/sb" -depth -type d \( -name __pycache__ -o -name test -o -name tests \) -exec rm -rf {} +
+	MODS=$(find "$CODE/sb" -name '*.py' | wc -l)
+	((MODS > 1)) || { MWHY="none of $MYPY_PKGS in $lib"; rm -rf "$CODE"; return 1; }
+	printf '[mypy]\nignore_errors = True\n' >"$CODE/clean.ini"
+	printf '[mypy]\n' >"$CODE/errors.ini"
+	note "code base: $MODS modules of $lib ($MYPY_PKGS)"
+}
+# mypy_cold KEY CONFIG MYPY... : once per KEY, a cold run of MYPY over the code
+# base into $WORK/mypy/KEY/cache -> $MC (the cache), ${MCOLD[KEY]} (its
+# time); else $MWHY and return 1. mypy exits 1 when it reports errors.
+mypy_cold() {
+	local key=$1 cfg=$2 dir=$WORK/mypy/$1 r t0; shift 2
+	if [[ -n ${MCACHE[$key]:-} ]]; then MC=${MCACHE[$key]}; return 0; fi
+	if [[ -n ${MFAIL[$key]:-} ]]; then MWHY=${MFAIL[$key]}; return 1; fi
+	mypy_code || { MFAIL[$key]=$MWHY; return 1; }
+	mkdir -p "$dir" || die "cannot make $dir"
+	now; t0=$NOW
+	"$@" --config-file "$CODE/$cfg" --python-version "$PYVER" --cache-dir "$dir/cache" "$CODE/sb" \
+		</dev/null >"$dir/cold.log" 2>&1
+	r=$?
+	now
+	if ((r > 1)) || [[ ! -d $dir/cache ]]; then
+		MWHY="cold run of $* exited $r: $(grep -m 1 . "$dir/cold.log")"
+		MFAIL[$key]=$MWHY
+		return 1
+	fi
+	MCOLD[$key]=$((NOW - t0)) MCACHE[$key]=$dir/cache MC=$dir/cache
+	dropdirty
+}
+# mypy_desc CACHE -> "JSON cache, 753 files, 19 MiB"
+mypy_desc() {
+	local kind=cache n kib
+	if [[ -n $(find "$1" -name '*.db' -print -quit) ]]; then kind="SQLite cache"
+	elif [[ -n $(find "$1" -name '*.meta.json' -print -quit) ]]; then kind="JSON cache"; fi
+	n=$(find "$1" -type f | wc -l)
+	kib=$(du -sk "$1" | cut -f 1)
+	echo "$kind, $n files, $((kib / 1024)) MiB"
+}
+
+# ============================================================ section 7 ====
+s7() {
+local nfiles=$((S7_DIRS * S7_FILES))
+section "7. tree copy: snapshot of a directory vs cp -a --reflink=auto (median of $S7_SAMPLES, interleaved)"
+# mktree DIR : S7_DIRS directories of S7_FILES text files of 200 to 499 bytes
+mktree() {
+	local d x dirs=()
+	for ((d = 0; d < S7_DIRS; d++)); do printf -v x '%s/d%03d' "$1" "$d"; dirs+=("$x"); done
+	mkdir -p "${dirs[@]}" || die "cannot make $1"
+	awk -v top="$1" -v nd="$S7_DIRS" -v nf="$S7_FILES" 'BEGIN {
+		b = "the quick brown fox jumps over the lazy dog 0123456789"
+		while (length(b) < 600) b = b " " b
+		for (d = 0; d < nd; d++)
+			for (f = 0; f < nf; f++) {
+				p = sprintf("%s/d%03d/f%03d.txt", top, d, f)
+				printf "%s\n", substr(b, 1 + f % 50, 199 + (d * 37 + f * 11) % 300) > p
+				close(p)
+			}
+	}' || die "cannot fill $1"
+}
+# tree_cost LABEL TREE : what taking a snapshot costs, snaprun vs cp -a, and a
+# full commit. One run at a time, dirty pages flushed between them (untimed).
+tree_cost() {
+	local label=$1 tree=$2 s ma mb mc sa=() sb=() sc=()
+	local A=(exits 1 "$SNAPRUN" --no-sync "$tree" -- false)
+	local B=(sh -c 'cp -a --reflink=auto "$1" "$2" && rm -rf "$2"' sh "$tree" "$tree.cp")
+	local C=("$SNAPRUN" --no-sync "$tree" -- true)
+	run "${A[@]}"; run "${B[@]}"; dropdirty "$tree"   # both read the tree once
+	for ((s = 0; s < S7_SAMPLES; s++)); do
+		if ((s % 2)); then
+			time_batch 1 "${C[@]}"; sc+=("$T"); dropdirty "$tree"
+			time_batch 1 "${B[@]}"; sb+=("$T"); dropdirty "$tree"
+			time_batch 1 "${A[@]}"; sa+=("$T"); dropdirty "$tree"
+		else
+			time_batch 1 "${A[@]}"; sa+=("$T"); dropdirty "$tree"
+			time_batch 1 "${B[@]}"; sb+=("$T"); dropdirty "$tree"
+			time_batch 1 "${C[@]}"; sc+=("$T"); dropdirty "$tree"
+		fi
+	done
+	median "${sa[@]}"; ma=$MED; median "${sb[@]}"; mb=$MED; median "${sc[@]}"; mc=$MED
+	row "$label: snaprun -- false (ms)" "$(fmt_ms "$ma")" -
+	row "$label: cp -a && rm -rf (ms)" "$(fmt_ms "$mb")" -
+	row "$label: snaprun / cp -a" "$(ratio "$ma" "$mb")" "<= 1.1"
+	row "$label: commit, snaprun -- true (ms)" "$(fmt_ms "$mc")" -
+}
+# tree_shared LABEL TREE : inside a snapshot, count the regular files with an
+# extent that is not shared (filefrag -v flags): a reflink copy has none.
+# (No {} in the script: snaprun would replace it.)
+tree_shared() {
+	local out n bad
+	command -v filefrag >/dev/null || { skip "$1: files not sharing extents" "filefrag not installed (e2fsprogs)"; return; }
+	out=$("$SNAPRUN" --no-sync "$2" -- sh -c 'find "$1" -type f -print0 | xargs -0 filefrag -v |
+		awk "/^File size of / { n++ } /^ *[0-9]+: / && !/shared/ { bad[n] = 1 }
+			END { b = 0; for (k in bad) b++; print n + 0, b }"' sh {} </dev/null 2>&1) ||
+		die "snapshot check of $2 failed: $out"
+	read -r n bad <<<"$out"
+	[[ $n =~ ^[0-9]+$ && $n != 0 && $bad =~ ^[0-9]+$ ]] || { n=0; bad="?"; note "filefrag check: $out"; }
+	row "$1: files not sharing extents (of $n)" "$bad" "= 0"
+}
+local mc_ok=0
+if command -v mypy >/dev/null; then
+	mypy_cold deb clean.ini mypy && mc_ok=1
+	((mc_ok)) && note "mypy cache: $(mypy_desc "$MC") (mypy $(mypy --version | awk '{ print $2 }'), cold run $(fmt_s "${MCOLD[deb]}") s)"
+else
+	MWHY="mypy not installed (apt-get install mypy)"
+fi
+local avail
+avail=$(df -Pk "$WORK" | awk 'NR == 2 { print $4 }')
+if ((avail < 1024 * 1024)); then
+	skip "tree copy" "needs 1024 MiB free in $WORK, has $((avail / 1024)) MiB"
+	return
+fi
+mktree tree
+dropdirty
+tree_cost "$FSTYPE $nfiles files" "$WORK/tree"
+rm -rf tree
+if ((mc_ok)); then tree_cost "$FSTYPE mypy cache" "$MC"
+else skip "$FSTYPE mypy cache" "$MWHY"; fi
+if xfs_up 1G; then
+	mktree "$MNT/tree"
+	((mc_ok)) && { cp -a "$MC" "$MNT/mypy-cache" || die "cannot copy $MC to $MNT"; }
+	dropdirty "$MNT"
+	tree_shared "xfs $nfiles files" "$MNT/tree"
+	tree_cost "xfs $nfiles files" "$MNT/tree"
+	if ((mc_ok)); then
+		tree_shared "xfs mypy cache" "$MNT/mypy-cache"
+		tree_cost "xfs mypy cache" "$MNT/mypy-cache"
+	else
+		skip "xfs mypy cache" "$MWHY"
+	fi
+	note "xfs: a loop-mounted image made with mkfs.xfs -m reflink=1"
+else
+	skip "xfs with reflink, tree copy" "$XFS_WHY"
+fi
+xfs_down
+
+}
+want 7 && s7
+
+# ============================================================ section 8 ====
+s8() {
+section "8. mypy warm run: snaprun --no-sync -c 0,1 CACHE -- mypy --cache-dir {} vs mypy alone (interleaved)"
+# mypy_warm LABEL KEY CONFIG GOAL SAMPLES MYPY... : interleaved warm runs of
+# MYPY on the cache of KEY, through snaprun (which commits a new cache every
+# run) and alone. If snaprun's copy were not a faithful one (times, sizes),
+# mypy would find the cache stale and both sides would run cold: the row
+# "warm / cold" catches that, since the ratio alone would not.
+mypy_warm() {
+	local label=$1 key=$2 cfg=$3 goal=$4 n=$5 s ma mb sa=() sb=(); shift 5
+	mypy_cold "$key" "$cfg" "$@" || { skip "$label" "$MWHY"; return; }
+	local cache=$MC args=(--config-file "$CODE/$cfg" --python-version "$PYVER")
+	local A=(exits '0,1' "$SNAPRUN" --no-sync -c '0,1' "$cache" -- "$@" "${args[@]}" --cache-dir {} "$CODE/sb")
+	local B=(exits '0,1' "$@" "${args[@]}" --cache-dir "$cache" "$CODE/sb")
+	note "$label: $(mypy_desc "$cache"), cold run $(fmt_s "${MCOLD[$key]}") s, median of $n"
+	run "${A[@]}"; run "${B[@]}"; dropdirty
+	for ((s = 0; s < n; s++)); do
+		if ((s % 2)); then
+			time_batch 1 "${B[@]}"; sb+=("$T"); dropdirty
+			time_batch 1 "${A[@]}"; sa+=("$T"); dropdirty
+		else
+			time_batch 1 "${A[@]}"; sa+=("$T"); dropdirty
+			time_batch 1 "${B[@]}"; sb+=("$T"); dropdirty
+		fi
+	done
+	median "${sa[@]}"; ma=$MED; median "${sb[@]}"; mb=$MED
+	row "$label: through snaprun (ms)" "$(fmt_ms "$ma")" -
+	row "$label: mypy alone (ms)" "$(fmt_ms "$mb")" -
+	row "$label: snaprun / mypy alone" "$(ratio "$ma" "$mb")" "$goal"
+	row "$label: snaprun - mypy alone (ms)" "$(fmt_ms $((ma - mb)))" -
+	if [[ $goal != - ]]; then
+		row "$label: warm / cold (cache stays warm)" "$(ratio "$mb" "${MCOLD[$key]}")" "<= 0.5"
+	fi
+}
+local v mm
+if command -v mypy >/dev/null; then
+	v=$(mypy --version 2>/dev/null | awk '{ print $2 }')
+	mypy_warm "mypy $v" deb clean.ini "<= 1.05" "$S8_SAMPLES" mypy
+	if ((QUICK)); then
+		skip "mypy $v, errors shown" "full run only"
+	else
+		mypy_warm "mypy $v, errors shown" deb-errors errors.ini - "$S8E_SAMPLES" mypy
+		note "errors shown: mypy 1.0 exits 1 and does not cache the modules with errors, so its warm run rechecks them"
+	fi
+else
+	skip "mypy on PATH" "mypy not installed (apt-get install mypy)"
+fi
+if [[ -z ${MYPY:-} ]]; then
+	skip "newer mypy (\$MYPY)" "MYPY not set (a mypy 1.20+ command, for the sharded SQLite cache)"
+else
+	read -r -a mm <<<"$MYPY"
+	if command -v "${mm[0]}" >/dev/null; then
+		v=$("${mm[@]}" --version 2>/dev/null | awk '{ print $2 }')
+		mypy_warm "mypy ${v:-\$MYPY}" new clean.ini "<= 1.05" "$S8_SAMPLES" "${mm[@]}"
+	else
+		skip "newer mypy (\$MYPY)" "MYPY=$MYPY: not found"
+	fi
+fi
+
+}
+want 8 && s8
+
+# ============================================================ section 9 ====
+s9() {
+section "9. filter mode: the same edit (sed s/a/b/) by snaprun -f, sed | sponge and sed -i (median of $S9_SAMPLES x $S9_BATCH runs; large: of $S9L_SAMPLES; interleaved)"
+if ! "$SNAPRUN" --help 2>&1 | grep -q -- --filter; then
+	skip "filter mode" "$SNAPRUN --help has no --filter (not built)"
+	return
+fi
+local sp=1
+command -v sponge >/dev/null || sp=0
+# mktext PATH BYTES : text lines of 64 bytes, each with several a's
+mktext() {
+	yes 'a man, a plan, a canal: Panama! The quick brown fox, a lazy cat' | head -c "$2" >"$1"
+	((PIPESTATUS[1] == 0)) || die "cannot write $1"
+}
+# filter_rows LABEL MA MB MC : rows for snaprun (A), sponge (B), sed -i (C)
+filter_rows() {
+	row "$1: snaprun -f f -- sed (ms)" "$(fmt_ms "$2")" -
+	if ((sp)); then row "$1: sh -c 'sed < f | sponge f' (ms)" "$(fmt_ms "$3")" -
+	else skip "$1: sed < f | sponge f" "sponge not installed (moreutils)"; fi
+	row "$1: sed -i (ms)" "$(fmt_ms "$4")" -
+	((sp)) && row "$1: snaprun / sponge" "$(ratio "$2" "$3")" "<= 1.0"
+	row "$1: snaprun / sed -i" "$(ratio "$2" "$4")" -
+}
+local s ma mb=0 mc sa=() sb=() sc=()
+mktext fs.txt "$SMALL"
+local A=("$SNAPRUN" --no-sync -f fs.txt -- sed s/a/b/)
+local B=(sh -c 'sed s/a/b/ <"$1" | sponge "$1"' sh fs.txt)
+local C=(sed -i s/a/b/ fs.txt)
+for _ in 1 2 3; do run "${A[@]}"; ((sp)) && run "${B[@]}"; run "${C[@]}"; done
+for ((s = 0; s < S9_SAMPLES; s++)); do
+	if ((s % 2)); then
+		time_batch "$S9_BATCH" "${C[@]}"; sc+=("$T")
+		((sp)) && { time_batch "$S9_BATCH" "${B[@]}"; sb+=("$T"); }
+		time_batch "$S9_BATCH" "${A[@]}"; sa+=("$T")
+	else
+		time_batch "$S9_BATCH" "${A[@]}"; sa+=("$T")
+		((sp)) && { time_batch "$S9_BATCH" "${B[@]}"; sb+=("$T"); }
+		time_batch "$S9_BATCH" "${C[@]}"; sc+=("$T")
+	fi
+done
+median "${sa[@]}"; ma=$MED; ((sp)) && { median "${sb[@]}"; mb=$MED; }; median "${sc[@]}"; mc=$MED
+filter_rows "$(human "$SMALL")" "$ma" "$mb" "$mc"
+rm -f fs.txt
+
+local avail
+avail=$(df -Pk "$WORK" | awk 'NR == 2 { print $4 }')
+if ((avail < 4 * FLARGE / KIB + 64 * 1024)); then
+	skip "$(human "$FLARGE") filter" "needs $((4 * FLARGE / MIB + 64)) MiB free in $WORK, has $((avail / 1024)) MiB"
+	return
+fi
+# Every timed run edits a fresh copy of the same text (copied untimed, then
+# flushed), so that all runs make the same edit.
+mktext fl.orig "$FLARGE"
+A=("$SNAPRUN" --no-sync -f fl.txt -- sed s/a/b/)
+B=(sh -c 'sed s/a/b/ <"$1" | sponge "$1"' sh fl.txt)
+C=(sed -i s/a/b/ fl.txt)
+fresh() { cp fl.orig fl.txt || die "cannot copy fl.orig"; dropdirty; }
+time_fresh() { fresh; time_batch 1 "$@"; dropdirty; }
+fresh; run "${A[@]}"; ((sp)) && { fresh; run "${B[@]}"; }; fresh; run "${C[@]}"
+sa=() sb=() sc=()
+for ((s = 0; s < S9L_SAMPLES; s++)); do
+	if ((s % 2)); then
+		time_fresh "${C[@]}"; sc+=("$T")
+		((sp)) && { time_fresh "${B[@]}"; sb+=("$T"); }
+		time_fresh "${A[@]}"; sa+=("$T")
+	else
+		time_fresh "${A[@]}"; sa+=("$T")
+		((sp)) && { time_fresh "${B[@]}"; sb+=("$T"); }
+		time_fresh "${C[@]}"; sc+=("$T")
+	fi
+done
+median "${sa[@]}"; ma=$MED; ((sp)) && { median "${sb[@]}"; mb=$MED; }; median "${sc[@]}"; mc=$MED
+filter_rows "$(human "$FLARGE")" "$ma" "$mb" "$mc"
+rm -f fl.orig fl.txt
+
+}
+want 9 && s9
 
 # ============================================================== summary ====
 printf '\n== summary: %d goals met, %d missed, %ds\n' "$OKS" "$MISSES" $((SECONDS - T_START))

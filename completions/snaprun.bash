@@ -1,6 +1,6 @@
 # bash completion for snaprun(1)                           -*- shell-script -*-
 #
-# snaprun [OPTION]... FILE [--] CMD [ARG]...
+# snaprun [OPTION]... FILE|DIR [--] CMD [ARG]...
 # Options stop at FILE; after FILE (and an optional --) the words are a
 # command line of their own, completed as such.
 
@@ -84,7 +84,7 @@ _snaprun()
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W '-I --placeholder= --root= -c --commit-on=
             --on-conflict= --retries= -x --lock -w --wait= -n --nonblock
-            --missing= --no-sync -k --keep --clean -v --verbose -h --help
+            --missing= -f --filter --no-sync -k --keep --clean -v --verbose -h --help
             -V --version' -- "$cur"))
         [[ ${COMPREPLY-} == *= ]] && compopt -o nospace
         return

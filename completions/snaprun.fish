@@ -79,6 +79,7 @@ complete -c snaprun $before -l missing -x -d 'What to do when FILE is absent' -a
 absent\t'CMD may create it'
 empty\t'Start from an empty file'
 error\t'Exit 125'"
+complete -c snaprun $before -s f -l filter -d 'CMD filters FILE from stdin to stdout'
 complete -c snaprun $before -l no-sync -d 'Skip the fsyncs'
 complete -c snaprun $before -s k -l keep -d 'Keep the snapshot when nothing is committed'
 complete -c snaprun $before -l clean -d 'Remove leftovers of dead runs beside FILE'

@@ -83,7 +83,7 @@ offers_cmds_completion() {
 offers_option_names() {
 	use_shell "$1"
 	offers 'snaprun --' --placeholder --root --commit-on --on-conflict --retries \
-		--lock --wait --nonblock --missing --no-sync --keep --clean \
+		--lock --wait --nonblock --missing --filter --no-sync --keep --clean \
 		--verbose --help --version
 }
 
@@ -133,7 +133,7 @@ need_bash() {
 @test "bash: option names" {
 	use_shell bash
 	offers 'snaprun --' --placeholder= --root= --commit-on= --on-conflict= --retries= \
-		--lock --wait= --nonblock --missing= --no-sync --keep --clean \
+		--lock --wait= --nonblock --missing= --filter --no-sync --keep --clean \
 		--verbose --help --version
 	offers 'snaprun -x --on' --on-conflict=
 }

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Representative runs of snaprun under valgrind: a commit, a discarded
-# run, --root, --lock with --on-conflict, an error, an exec failure and
-# --clean.  valgrind's own exit status (99) marks any error or leak.
+# run, --root, --lock with --on-conflict, an error, an exec failure,
+# --clean, a directory snapshot and filter mode.  valgrind's own exit
+# status (99) marks any error or leak.
 # usage: tests/valgrind.sh "VALGRIND COMMAND" SNAPRUN
 set -u
 vg=$1 bin=$2
@@ -31,4 +32,10 @@ expect 0 --missing=empty new/file -- true
 expect 125 . -- true
 expect 127 data -- no-such-command-here
 expect 0 --clean data
+mkdir -p tree/sub && printf 1 >tree/a && ln tree/a tree/sub/b && ln -s a tree/l
+expect 0 tree -- sh -c 'printf 2 >"$1/sub/c"' sh '{}'
+expect 3 tree -- sh -c 'exit 3'
+expect 0 -f data -- cat
+expect 0 -f data -- sh -c 'cat "$1"' sh '{}'
+expect 0 -f --on-conflict=fail new.txt -- echo hi
 exit $failed
