@@ -292,6 +292,18 @@ static void *xmalloc(size_t n)
 	return p;
 }
 
+/* The array p of n elements of size bytes, with room for one more. */
+static void *grow(void *p, size_t n, size_t *room, size_t size)
+{
+	if (n < *room)
+		return p;
+	*room = *room * 2 + 16;
+	p = realloc(p, *room * size);
+	if (!p)
+		die("malloc:");
+	return p;
+}
+
 /* join("a", "b", ...): the strings end to end, in new memory. */
 #define join(...) join_((const char *const[]){ __VA_ARGS__, NULL })
 
@@ -1103,14 +1115,7 @@ static int go_down(struct walk *w, int cur, char *name)
 	struct stat st;
 	int next;
 
-	if (w->depth == w->room) {
-		struct level *more = realloc(w->lv,
-		    (w->room = w->room * 2 + 16) * sizeof *w->lv);
-
-		if (!more)
-			die("malloc:");
-		w->lv = more;
-	}
+	w->lv = grow(w->lv, w->depth, &w->room, sizeof *w->lv);
 	if (fstat(cur, &st) != 0) {
 		free(name);
 		return -1;
@@ -1722,14 +1727,7 @@ static const char *linked(const struct copy *c, const struct stat *st)
 
 static void add_link(struct copy *c, const struct stat *st, char *path)
 {
-	if (c->nlinks == c->room) {
-		struct hardlink *more = realloc(c->links,
-		    (c->room = c->room * 2 + 16) * sizeof *c->links);
-
-		if (!more)
-			die("malloc:");
-		c->links = more;
-	}
+	c->links = grow(c->links, c->nlinks, &c->room, sizeof *c->links);
 	c->links[c->nlinks].dev = st->st_dev;
 	c->links[c->nlinks].ino = st->st_ino;
 	c->links[c->nlinks++].path = path;

@@ -48,3 +48,11 @@ need_feature() {
 under_strace() {
 	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 }
+
+# need_strace CALLS: skip unless strace is installed and can trace CALLS
+# here (its trial writes the file trace); what runs next is under_strace.
+need_strace() {
+	need_cmd strace
+	under_strace
+	strace -qq -o trace -e trace="$1" true 2>/dev/null || skip "strace cannot trace here"
+}

@@ -49,6 +49,14 @@ make_tree() {
 	ln -s "$T/outside" "$d/link-out"
 }
 
+# make_d: the tree d (make_tree), with its manifest in `before` and its
+# inode in `i0`, as `unchanged d "$i0" "$before"` wants them.
+make_d() {
+	make_tree d
+	before=$(manifest d)
+	i0=$(ino d)
+}
+
 # manifest DIR: DIR's own type, mode, owner and mtime, then one line per
 # entry below it (sorted relative name, type, mode, owner, link count,
 # mtime, symlink target), then the checksum of every regular file. Two
@@ -61,18 +69,6 @@ manifest() {
 			xargs -0 -r stat -c '%n|%F|%a|%U:%G|%h|%Y|%N'
 		find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r md5sum
 	)
-}
-
-# tree_sum DIR: the contract's checksum of a whole tree: every regular
-# file's md5sum over the sorted relative names.
-tree_sum() {
-	(cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r md5sum) |
-		md5sum | cut -c1-32
-}
-
-# ino PATH: PATH's inode number.
-ino() {
-	stat -c %i "$1"
 }
 
 # unchanged DIR INODE MANIFEST: DIR still has that inode and manifest.
@@ -96,38 +92,13 @@ same_text() {
 	fi
 }
 
-# ALARM SECS CMD [ARG]...: CMD bounded in time, in this very process (its
-# pid is the one to signal): an alarm set before exec ends it.
-ALARM=(perl -e 'alarm shift; exec { $ARGV[0] } @ARGV or exit 127')
-
-# spawn ARG...: start "$SNAPRUN" ARG... in the background (bounded by an
-# alarm); sets PID and DRAIN. Its stdout, and so its CMD's, goes into a
-# pipe drained by a background cat that ends only when every holder of the
-# pipe (snaprun, CMD) is gone: "wait $DRAIN" waits for an orphaned CMD too.
-spawn() {
-	rm -f "$T/pipe"
-	mkfifo "$T/pipe"
-	cat "$T/pipe" >/dev/null 3>&- &
-	DRAIN=$!
-	local w
-	exec {w}>"$T/pipe"
-	"${ALARM[@]}" 60 "$SNAPRUN" "$@" >&"$w" {w}>&- 3>&- &
-	PID=$!
-	exec {w}>&-
-	KILL_PIDS+=" $PID"
-}
-
-# as_nobody CMD [ARG]...: CMD as user nobody, able to reach $T.
-as_nobody() {
-	setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
-}
-
-need_nobody() {
-	need_root "switching to nobody"
-	need_cmd setpriv
-	chmod 755 "$T"
-	as_nobody true 2>/dev/null || skip "cannot run as nobody"
-	as_nobody test -x "$SNAPRUN" || skip "nobody cannot run $SNAPRUN"
+# traced CALLS ARG...: `run` snaprun ARG... (bounded by timeout) under
+# strace -f -y, its CALLS (with the paths of their descriptors) written to
+# the file trace.
+traced() {
+	local calls=$1
+	shift
+	run strace -f -y -qq -o trace -e trace="$calls" timeout 30 "$SNAPRUN" "$@"
 }
 
 # limited OPTION VALUE ARG...: `snaprun ARG...` (bounded by timeout) under
@@ -444,9 +415,7 @@ refused_before_cmd() {
 
 @test "the commit is one renameat2 RENAME_EXCHANGE with DIR; an absent DIR comes in by RENAME_NOREPLACE" {
 	need_feature exchange
-	need_cmd strace
-	export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
-	strace -qq -o trace -e trace=renameat2 true 2>/dev/null || skip "strace cannot trace here"
+	need_strace renameat2
 	make_tree d
 	# renames: one line per successful rename-family call, "FLAGS OLD NEW"
 	# with the directory descriptors resolved (strace -y)
@@ -466,8 +435,7 @@ refused_before_cmd() {
 				print(($fl // "NONE") . " $d1/$n1 $d2/$n2\n");
 			}' "$T" trace
 	}
-	run strace -f -y -qq -o trace -e trace=rename,renameat,renameat2 \
-		timeout 30 "$SNAPRUN" d sh -c 'printf new > "$1/a"' sh {}
+	traced rename,renameat,renameat2 d sh -c 'printf new > "$1/a"' sh {}
 	expect_status 0
 	expect_content d/a new
 	renames >&2
@@ -476,8 +444,7 @@ refused_before_cmd() {
 	renames | grep "^RENAME_EXCHANGE " | grep -q " $T/d\( \|$\)"
 	# and no other rename ever moved DIR away or put something at its name
 	! renames | grep -v '^RENAME_EXCHANGE ' | grep " $T/d\( \|$\)"
-	run strace -f -y -qq -o trace -e trace=rename,renameat,renameat2 \
-		timeout 30 "$SNAPRUN" new-dir sh -c 'mkdir "$1" && printf n > "$1/n"' sh {}
+	traced rename,renameat,renameat2 new-dir sh -c 'mkdir "$1" && printf n > "$1/n"' sh {}
 	expect_status 0
 	expect_content new-dir/n n
 	renames >&2
@@ -488,17 +455,15 @@ refused_before_cmd() {
 
 @test "the new tree is flushed before the exchange and the parent after it; --no-sync flushes nothing" {
 	need_feature exchange
-	need_cmd strace
-	export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
-	strace -qq -o trace -e trace=syncfs true 2>/dev/null || skip "strace cannot trace here"
+	need_strace syncfs
 	make_tree d
 	local calls=fsync,fdatasync,syncfs,sync,sync_file_range,rename,renameat,renameat2
-	run strace -f -qq -o trace -e trace=$calls timeout 30 "$SNAPRUN" d sh -c 'printf new > "$1/sub/deeper/c"' sh {}
+	traced $calls d sh -c 'printf new > "$1/sub/deeper/c"' sh {}
 	expect_status 0
 	expect_content d/sub/deeper/c new
 	cat trace >&2
 	awk '/RENAME_EXCHANGE/ { r = NR } /sync[a-z_]*\(/ && !r { before++ } /sync[a-z_]*\(/ && r { after++ } END { exit !(r && before && after) }' trace
-	run strace -f -qq -o trace -e trace=$calls timeout 30 "$SNAPRUN" --no-sync d sh -c 'printf newer > "$1/sub/deeper/c"' sh {}
+	traced $calls --no-sync d sh -c 'printf newer > "$1/sub/deeper/c"' sh {}
 	expect_status 0
 	expect_content d/sub/deeper/c newer
 	grep -q RENAME_EXCHANGE trace
@@ -521,9 +486,7 @@ refused_before_cmd() {
 
 @test "CMD exits non-zero: DIR unchanged (same inode, same content); --commit-on=0,1 commits 1, not 2" {
 	need_feature exchange
-	make_tree d
-	before=$(manifest d)
-	i0=$(ino d)
+	make_d
 	for st in 1 2 42; do
 		run sr d sh -c 'printf new > "$1/a"; mkdir "$1/more"; exit "$2"' sh {} "$st"
 		expect_status "$st"
@@ -554,9 +517,7 @@ refused_before_cmd() {
 
 @test "SIGTERM to snaprun while CMD runs: nothing committed, snaprun dies by SIGTERM, nothing left" {
 	need_feature exchange
-	make_tree d
-	before=$(manifest d)
-	i0=$(ino d)
+	make_d
 	waitstatus "$T/st" "${ALARM[@]}" 30 "$SNAPRUN" d sh -c \
 		'printf new > "$1/a"; echo $$ > "$0/cmdpid"; exec sleep 30' "$T" {} </dev/null >out 2>err 3>&- &
 	KILL_PIDS+=" $!"
@@ -780,15 +741,23 @@ commit_versions() {
 	no_leftovers .
 }
 
-@test "fail: a run whose DIR another run committed meanwhile exits 75, the other's tree stays" {
-	need_feature exchange
+# held_while_b_commits OPTION B-SCRIPT: d/who holds "old"; run A,
+# `snaprun OPTION d` with CMD `gate A from-A {}/who`, is held in CMD while
+# run B, `snaprun OPTION d sh -c B-SCRIPT sh {}`, commits (exit 0); then A
+# is let go.
+held_while_b_commits() {
 	make_gate
 	mkdir d
 	echo old >d/who
-	start_gated A.started.1 --on-conflict=fail d "$T/gate" A from-A {}/who
-	run timeout 10 "$SNAPRUN" --on-conflict=fail d sh -c 'echo from-B > "$1/who"; : > "$1/b-was-here"' sh {}
+	start_gated A.started.1 "$1" d "$T/gate" A from-A {}/who
+	run timeout 10 "$SNAPRUN" "$1" d sh -c "$2" sh {}
 	expect_status 0
 	touch A.go.1
+}
+
+@test "fail: a run whose DIR another run committed meanwhile exits 75, the other's tree stays" {
+	need_feature exchange
+	held_while_b_commits --on-conflict=fail 'echo from-B > "$1/who"; : > "$1/b-was-here"'
 	gated_exits 75
 	GATED=
 	expect_content d/who $'from-B\n'
@@ -798,13 +767,7 @@ commit_versions() {
 
 @test "keep: the conflicting run exits 0 and the other's tree stays; overwrite: the last run wins" {
 	need_feature exchange
-	make_gate
-	mkdir d
-	echo old >d/who
-	start_gated A.started.1 --on-conflict=keep d "$T/gate" A from-A {}/who
-	run timeout 10 "$SNAPRUN" --on-conflict=keep d sh -c 'echo from-B > "$1/who"' sh {}
-	expect_status 0
-	touch A.go.1
+	held_while_b_commits --on-conflict=keep 'echo from-B > "$1/who"'
 	gated_exits 0
 	expect_content d/who $'from-B\n'
 	start_gated B.started.1 d "$T/gate" B from-A2 {}/who
@@ -879,112 +842,30 @@ make_version() {
 @test "SIGKILL at random instants of copy, CMD and commit: DIR is the old or the new tree whole, leftovers cleaned" {
 	need_feature exchange
 	local iters=${SNAPRUN_DIR_CRASH_ITERS:-40}
-	local it m0 m1 cur next mnext after st left d_ms phase
-	local before_cmd=0 in_cmd=0 after_cmd=0 finished=0 got_new=0 kept_old=0 had_left=0
+	# CMD makes the snapshot version NEXT: empty it, copy NEXT in
+	local work='rm -rf "$2"/* && cp -a "$1"/. "$2"/'
 	mkdir src
 	make_version src/v0 0
 	make_version src/v1 1
-	m0=$(tree_sum src/v0)
-	m1=$(tree_sum src/v1)
-	[ "$m0" != "$m1" ]
 	cp -a src/v0 d
-	[ "$(tree_sum d)" = "$m0" ]
-	# CMD makes the snapshot version NEXT: empty it, copy NEXT in
-	cmd='rm -rf "$2"/* && cp -a "$1"/. "$2"/'
+	[ "$(tree_sum d)" = "$(tree_sum src/v0)" ]
 	# calibrate (median of 5): a whole run, and when its CMD starts and ends
-	local t0 full early late times=() starts=() ends=()
-	for it in 1 2 3 4 5; do
-		t0=$EPOCHREALTIME
-		spawn d sh -c 'date +%s.%N > "$0.start"; '"$cmd"' && date +%s.%N > "$0.end"' \
-			"$T/cal" "$T/src/v$((it % 2))" {}
-		wait "$PID"
-		wait "$DRAIN"
-		times+=("$(since "$t0")")
-		starts+=("$(awk -v a="$t0" '{ printf "%.3f\n", $1 - a }' cal.start)")
-		ends+=("$(awk -v a="$t0" '{ printf "%.3f\n", $1 - a }' cal.end)")
-	done
-	median_ms() { printf '%s\n' "$@" | sort -n | awk 'NR == 3 { m = int($1 * 1000) } END { print (m < 2 ? 2 : m) }'; }
-	full=$(median_ms "${times[@]}")
-	early=$(median_ms "${starts[@]}")
-	late=$(median_ms "${ends[@]}")
-	[ "$late" -lt "$full" ] || late=$((full - 1))
+	calibrate 2 d "$work"
 	rm -rf d
 	cp -a src/v0 d
-	cur=$m0
-	for ((it = 1; it <= iters; it++)); do
-		if [ "$cur" = "$m0" ]; then next=v1 mnext=$m1; else next=v0 mnext=$m0; fi
-		rm -f cmd.started cmd.done
-		spawn d sh -c ': > "$0.started"; '"$cmd"' && : > "$0.done"' "$T/cmd" "$T/src/$next" {}
-		# a third of the kills anywhere, a third in the copy before CMD, a
-		# third after CMD (the commit and the removal of the old tree)
-		case $((it % 3)) in
-		0) d_ms=$((RANDOM % (full + 1))) ;;
-		1) d_ms=$((RANDOM % (early + 1))) ;;
-		2) d_ms=$((late + RANDOM % (full - late + 1))) ;;
-		esac
-		sleep "$(printf '%d.%03d' $((d_ms / 1000)) $((d_ms % 1000)))"
-		kill -9 "$PID" 2>/dev/null || true
-		phase=after
-		if [ ! -e cmd.started ]; then
-			phase=before
-		elif [ ! -e cmd.done ]; then
-			phase=during
-		fi
-		st=0
-		wait "$PID" || st=$?
-		if [ "$st" -eq 137 ]; then
-			case $phase in
-			before) before_cmd=$((before_cmd + 1)) ;;
-			during) in_cmd=$((in_cmd + 1)) ;;
-			after) after_cmd=$((after_cmd + 1)) ;;
-			esac
-		fi
-		[ "$st" -eq 137 ] || [ "$st" -eq 0 ] || { echo "iteration $it: snaprun exited $st" >&2; false; }
-		[ "$st" -ne 0 ] || finished=$((finished + 1))
-		wait "$DRAIN" # CMD is gone too
-		[ -d d ] && [ ! -L d ] || { echo "iteration $it: DIR is missing" >&2; false; }
-		after=$(tree_sum d)
-		if [ "$after" = "$cur" ]; then
-			kept_old=$((kept_old + 1))
-		elif [ "$after" = "$mnext" ]; then
-			got_new=$((got_new + 1))
-		else
-			echo "iteration $it (kill after ${d_ms} ms, $phase CMD): DIR is neither tree" >&2
-			false
-		fi
-		[ "$st" -ne 0 ] || [ "$after" != "$cur" ] || { echo "iteration $it: exit 0 but nothing committed" >&2; false; }
-		left=$(leftovers .)
-		[ -z "$left" ] || had_left=$((had_left + 1))
-		# alternate: --clean, or an ordinary run that cleans up on its own
-		if ((it % 2)); then
-			run timeout 30 "$SNAPRUN" --clean d
-		else
-			run timeout 30 "$SNAPRUN" --no-sync d -- true
-		fi
-		[ "$status" -eq 0 ] || { echo "iteration $it: cleanup exited $status: $output" >&2; false; }
-		no_leftovers . || { echo "iteration $it: left before cleanup: $left" >&2; false; }
-		[ "$(tree_sum d)" = "$after" ]
-		cur=$after
-	done
-	note "dir crash: $iters kills within 0..${full} ms (CMD from ~${early} to ~${late} ms): $before_cmd before CMD," \
-		"$in_cmd during CMD, $after_cmd after CMD (commit), $finished finished first;" \
-		"DIR new $got_new, old $kept_old; leftovers after $had_left kills; all cleaned"
-	[ $((before_cmd + in_cmd + after_cmd)) -ge $((iters / 3)) ]
+	# a third of the kills anywhere, a third in the copy before CMD, a
+	# third after CMD (the commit and the removal of the old tree)
+	kill_loop "$iters" d "$work" "0-$FULL" "0-$EARLY" "$LATE-$FULL"
+	note "dir crash: $iters kills within 0..${FULL} ms (CMD from ~${EARLY} to ~${LATE} ms): $TALLY"
+	[ "$KILLED" -ge $((iters / 3)) ]
 }
 
 @test "a killed run's leftover tree stays while its CMD lives, --clean removes it once CMD ended" {
 	need_feature exchange
 	make_gate
-	make_tree d
-	before=$(manifest d)
-	i0=$(ino d)
-	spawn d "$T/gate" C new {}/a
-	wait_for C.started.1
-	local st=0 left
-	kill -9 "$PID"
-	wait "$PID" || st=$?
-	[ "$st" -eq 137 ]
-	left=$(leftovers .)
+	make_d
+	kill_gated d "$T/gate" C new {}/a
+	local left=$LEFT
 	[ -n "$left" ]
 	[ -d "$left/d/sub/deeper" ]
 	[ "$(cat "$left/d/a")" = new ]
@@ -1142,9 +1023,7 @@ shards_hold() {
 
 @test "--keep: a failed CMD keeps the tree copy in .d.snaprun.XXXXXX.kept/d, named on stderr; --clean leaves it" {
 	need_feature exchange
-	make_tree d
-	before=$(manifest d)
-	i0=$(ino d)
+	make_d
 	run --separate-stderr sr --keep d sh -c 'printf new > "$1/a"; mkdir "$1/added"; exit 4' sh {}
 	expect_status 4
 	unchanged d "$i0" "$before"
@@ -1214,9 +1093,7 @@ shards_hold() {
 
 @test "-f with a directory DIR: 125, CMD not run, DIR unchanged" {
 	timeout 10 "$SNAPRUN" --help | grep -q -- --filter || skip "this build has no --filter"
-	make_tree d
-	before=$(manifest d)
-	i0=$(ino d)
+	make_d
 	for o in -f --filter; do
 		run --separate-stderr sr "$o" d sh -c ': > "$0/ran"; cat' "$T"
 		expect_status 125
@@ -1233,9 +1110,7 @@ shards_hold() {
 	if timeout 10 "$SNAPRUN" -V | grep -q '^features:.* exchange\( \|$\)'; then
 		skip "this build has the atomic exchange"
 	fi
-	make_tree d
-	before=$(manifest d)
-	i0=$(ino d)
+	make_d
 	run --separate-stderr sr d sh -c 'printf new > "$1/a"' sh {}
 	expect_status 125
 	one_error_line

@@ -8,14 +8,6 @@ teardown() {
 	unmount_all
 }
 
-# mount_tmpfs DIR SIZE
-mount_tmpfs() {
-	need_root "mount"
-	mkdir -p "$1"
-	mount -t tmpfs -o "size=$2,mode=0755" tmpfs "$1" 2>/dev/null ||
-		skip "cannot mount a tmpfs here"
-}
-
 # mount_xfs_reflink DIR: a 300 MiB XFS image with reflink, loop-mounted.
 mount_xfs_reflink() {
 	need_root "loop mount"
@@ -102,21 +94,6 @@ need_kernel_copy() {
 }
 
 # ---------------------------------------------------------- permissions
-
-as_nobody() {
-	need_cmd setpriv
-	setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
-}
-
-# need_nobody: skip unless this run can switch to user nobody and nobody
-# can run snaprun; $T is opened to others.
-need_nobody() {
-	need_root "switching to nobody"
-	need_cmd setpriv
-	chmod 755 "$T"
-	as_nobody true 2>/dev/null || skip "cannot run as nobody"
-	as_nobody test -x "$SNAPRUN" || skip "nobody cannot run $SNAPRUN"
-}
 
 # sr_as_nobody ARG...: `run` snaprun ARG... as nobody, stderr apart.
 sr_as_nobody() {

@@ -7,24 +7,8 @@ load fs_helper
 load conc_helper
 
 teardown() {
-	# never leave a stray run behind when an assertion failed half-way
-	if [ -n "${cmdpid-}" ]; then kill -KILL "$cmdpid" 2>/dev/null || true; fi
-	if [ -n "${srpid-}" ]; then kill -KILL "$srpid" 2>/dev/null || true; fi
-	if [ -n "${wrpid-}" ]; then wait "$wrpid" 2>/dev/null || true; fi
+	stop_strays
 	unmount_all
-}
-
-# mount_tmpfs DIR SIZE
-mount_tmpfs() {
-	need_root "mount"
-	mkdir -p "$1"
-	mount -t tmpfs -o "size=$2,mode=0755" tmpfs "$1" 2>/dev/null ||
-		skip "cannot mount a tmpfs here"
-}
-
-# ino FILE: FILE's inode number.
-ino() {
-	stat -c %i "$1"
 }
 
 # unchanged_since SUM INODE FILE: FILE has checksum SUM and is still the
@@ -35,30 +19,15 @@ unchanged_since() {
 }
 
 # make_fgate: write $T/fgate, a filter CMD that stalls until the test lets
-# it go.
+# it go (a gate, see write_gate in conc_helper).
 #   fgate NAME TEXT
-# counts its invocation N in NAME.count, creates NAME.started.N, waits (at
-# most 10 s) for NAME.go.N, then copies its stdin to NAME.seen.N and writes
-# that to stdout followed by the line TEXT; exits 1 if never let go.  All
-# NAME.* files are in the working directory, outside any snapshot.
+# once let go (else it exits 1), copies its stdin to NAME.seen.N and
+# writes that to stdout followed by the line TEXT.
 make_fgate() {
-	cat >"$T/fgate" <<-'EOF'
-	#!/bin/sh
-	name=$1 text=$2
-	n=$(( $(cat "$name.count" 2>/dev/null || echo 0) + 1 ))
-	echo "$n" >"$name.count"
-	: >"$name.started.$n"
-	i=0
-	while [ ! -e "$name.go.$n" ] && [ "$i" -lt 1000 ]; do
-		sleep 0.01
-		i=$((i + 1))
-	done
-	[ -e "$name.go.$n" ] || exit 1
-	cat >"$name.seen.$n"
-	cat "$name.seen.$n"
-	printf '%s\n' "$text"
-	EOF
-	chmod +x "$T/fgate"
+	write_gate "$T/fgate" : '[ -e "$name.go.$n" ] || exit 1
+cat >"$name.seen.$n"
+cat "$name.seen.$n"
+printf "%s\n" "$text"'
 }
 
 # limited_f BLOCKS ARG...: `snaprun ARG...` (bounded by timeout) under
@@ -496,54 +465,52 @@ limited_f() {
 	no_leftovers .
 }
 
-@test "a commit by another run during CMD does not change what CMD reads" {
+# held_while_b_commits B-SCRIPT [OPTION]...: f holds "old"; run A,
+# `snaprun OPTION... -f f` with the filter `fgate A from-A`, and hold it in
+# CMD while run B, `snaprun -f f -- sh -c B-SCRIPT`, commits (exit 0).
+held_while_b_commits() {
+	local b=$1
+	shift
 	make_fgate
 	printf 'old\n' > f
-	start_gated A.started.1 -f f -- "$T/fgate" A from-A
-	run sr -f f -- sh -c 'echo from-B'
+	start_gated A.started.1 "$@" -f f -- "$T/fgate" A from-A
+	run sr -f f -- sh -c "$b"
 	expect_status 0
-	expect_content f $'from-B\n'
+}
+
+# a_goes STATUS: let A go; it exits STATUS, its first try having read "old".
+a_goes() {
 	touch A.go.1
-	gated_exits 0
+	gated_exits "$1"
 	expect_content A.seen.1 $'old\n'
+}
+
+@test "a commit by another run during CMD does not change what CMD reads" {
+	held_while_b_commits 'echo from-B'
+	expect_content f $'from-B\n'
+	a_goes 0
 	# overwrite (the default): A's output wins
 	expect_content f $'old\nfrom-A\n'
 	no_leftovers .
 }
 
 @test "--on-conflict=fail: FILE replaced during CMD, 75, the other's version stays" {
-	make_fgate
-	printf 'old\n' > f
-	start_gated A.started.1 --on-conflict=fail -f f -- "$T/fgate" A from-A
-	run sr -f f -- sh -c 'cat; echo from-B'
-	expect_status 0
+	held_while_b_commits 'cat; echo from-B' --on-conflict=fail
 	expect_content f $'old\nfrom-B\n'
-	touch A.go.1
-	gated_exits 75
-	expect_content A.seen.1 $'old\n'
+	a_goes 75
 	expect_content f $'old\nfrom-B\n'
 	no_leftovers .
 }
 
 @test "--on-conflict=keep: FILE replaced during CMD, CMD's status 0, the other's version stays" {
-	make_fgate
-	printf 'old\n' > f
-	start_gated A.started.1 --on-conflict=keep -f f -- "$T/fgate" A from-A
-	run sr -f f -- sh -c 'cat; echo from-B'
-	expect_status 0
-	touch A.go.1
-	gated_exits 0
-	expect_content A.seen.1 $'old\n'
+	held_while_b_commits 'cat; echo from-B' --on-conflict=keep
+	a_goes 0
 	expect_content f $'old\nfrom-B\n'
 	no_leftovers .
 }
 
 @test "--on-conflict=retry: the second try reads a fresh snapshot, the other's version" {
-	make_fgate
-	printf 'old\n' > f
-	start_gated A.started.1 --on-conflict=retry --retries=1 -f f -- "$T/fgate" A from-A
-	run sr -f f -- sh -c 'cat; echo from-B'
-	expect_status 0
+	held_while_b_commits 'cat; echo from-B' --on-conflict=retry --retries=1
 	touch A.go.1
 	wait_for A.started.2
 	touch A.go.2

@@ -1,4 +1,5 @@
-# Helpers shared by core.bats, errors.bats, signals.bats and filesystems.bats.
+# Helpers shared by the files that run the binary directly (core, errors,
+# signals, filesystems, dirs, filter, limits, attack, hardening).
 # Loaded after common.bash.
 
 bats_require_minimum_version 1.5.0
@@ -112,6 +113,38 @@ waitstatus() {
 	' "$out" "$@"
 }
 
+# ino PATH: PATH's inode number.
+ino() {
+	stat -c %i "$1"
+}
+
+# mount_tmpfs DIR SIZE: a tmpfs of SIZE on DIR (made if need be); skip
+# where it cannot be mounted.
+mount_tmpfs() {
+	need_root "mount"
+	mkdir -p "$1"
+	mount -t tmpfs -o "size=$2,mode=0755" tmpfs "$1" 2>/dev/null ||
+		skip "cannot mount a tmpfs here"
+}
+
+# as_nobody CMD [ARG]...: CMD as user nobody (after need_nobody, which
+# lets it reach $T).  attack, hardening and limits define their own, which
+# make sure of root and $T themselves.
+as_nobody() {
+	need_cmd setpriv
+	setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
+}
+
+# need_nobody: skip unless this run can switch to user nobody and nobody
+# can run snaprun; $T is opened to others.
+need_nobody() {
+	need_root "switching to nobody"
+	need_cmd setpriv
+	chmod 755 "$T"
+	as_nobody true 2>/dev/null || skip "cannot run as nobody"
+	as_nobody test -x "$SNAPRUN" || skip "nobody cannot run $SNAPRUN"
+}
+
 # snapshot_dir_re BASENAME: extended regex for a private directory name.
 snapshot_dir_re() {
 	local b
@@ -127,6 +160,16 @@ is_sanitized() {
 # what CMD's children see is only what snaprun itself opened.
 closefds() {
 	perl -e 'use POSIX (); POSIX::close($_) for 3 .. 1023; exec { $ARGV[0] } @ARGV or exit 127' "$@"
+}
+
+# stop_strays: a teardown step for tests that start snaprun in the
+# background (signals, filter): never leave a stray run behind when an
+# assertion failed half-way (cmdpid: CMD, srpid: snaprun), and let the
+# status writer (wrpid) finish before its directory goes away.
+stop_strays() {
+	if [ -n "${cmdpid-}" ]; then kill -KILL "$cmdpid" 2>/dev/null || true; fi
+	if [ -n "${srpid-}" ]; then kill -KILL "$srpid" 2>/dev/null || true; fi
+	if [ -n "${wrpid-}" ]; then wait "$wrpid" 2>/dev/null || true; fi
 }
 
 # unmount_all: a teardown for tests that mount below $T: every mount there

@@ -6,46 +6,7 @@
 
 load common
 load conc_helper
-
-# pyver_of PROGRAM: X.Y of the Python that runs PROGRAM (a python itself, or
-# a script whose #! line names one): mypy's default target, and so the name
-# of the directory its cache goes in.
-pyver_of() {
-	local py='' line prog
-	prog=$(command -v "$1") || return 1
-	case ${prog##*/} in
-	python*) py=$prog ;;
-	*)
-		line=$(head -n1 "$prog")
-		case $line in
-		'#!'*)
-			set -- ${line#\#!}
-			[ "${1##*/}" != env ] || shift
-			py=${1:-}
-			;;
-		esac
-		;;
-	esac
-	# a wrapper script (#!/bin/sh) names no python: the default one
-	case ${py##*/} in python*) ;; *) py= ;; esac
-	[ -n "$py" ] && command -v "$py" >/dev/null 2>&1 || py=python3
-	"$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])'
-}
-
-# make_pkg: src/pkg, __init__ plus 12 modules, each importing earlier ones.
-make_pkg() {
-	local i
-	mkdir -p src/pkg
-	: >src/pkg/__init__.py
-	printf 'def f0(x: int) -> int:\n    return x\n' >src/pkg/m0.py
-	for i in $(seq 1 11); do
-		{
-			echo "from pkg.m$((i - 1)) import f$((i - 1))"
-			echo "from pkg.m$((i / 2)) import f$((i / 2)) as g"
-			printf 'def f%d(x: int) -> int:\n    return f%d(x) + g(%d)\n' "$i" "$((i - 1))" "$i"
-		} >src/pkg/m$i.py
-	done
-}
+load mypy_helper
 
 # mypy_setup [COMMAND]...: the mypy to use, in MYPY_CMD (default: Debian's
 # mypy, without the PYTHONPATH that may be set for a newer one in $MYPY);
@@ -69,15 +30,13 @@ recipe() {
 		"${MYPY_CMD[@]}" --python-version "$XY" --cache-dir {} "$@" src
 }
 
-# fresh OUTPUT: how many of our 13 modules mypy -v found fresh in its cache.
-fresh() {
-	grep -c 'Metadata fresh for pkg' <<<"$1" || true
+# cache_ino, cache_sum: the cache directory's inode and checksum.
+cache_ino() {
+	stat -c %i .mypy_cache
 }
 
-# tree_sum DIR: every regular file's md5sum over the sorted relative names.
-tree_sum() {
-	(cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r md5sum) |
-		md5sum | cut -c1-32
+cache_sum() {
+	tree_sum .mypy_cache
 }
 
 # json_cache_valid: the JSON cache has our modules, and every file in it
@@ -96,80 +55,38 @@ json_cache_valid() {
 @test "mypy (JSON cache): cold start creates .mypy_cache through snaprun, the next run is warm" {
 	mypy_setup
 	[ ! -e .mypy_cache ]
-	run recipe -v
-	[ "$status" -eq 0 ]
-	[ "$(fresh "$output")" -eq 0 ]
+	recipe_finds 0
 	[ -d .mypy_cache ] && [ ! -L .mypy_cache ]
 	[ -f .mypy_cache/CACHEDIR.TAG ]
 	json_cache_valid
 	no_leftovers .
-	run recipe -v
-	[ "$status" -eq 0 ]
-	[ "$(fresh "$output")" -eq 13 ]
+	recipe_finds 13
 	no_leftovers .
 }
 
 @test "mypy (JSON cache): type errors (exit 1) commit the cache" {
-	mypy_setup
-	run recipe
-	[ "$status" -eq 0 ]
-	local ino0 sum0
-	ino0=$(stat -c %i .mypy_cache)
-	sum0=$(tree_sum .mypy_cache)
-	printf 'bad: int = "not an int"\n' >>src/pkg/m5.py
-	run recipe
-	[ "$status" -eq 1 ]
-	[[ "$output" == *'src/pkg/m5.py'*'error'* ]]
-	[ "$(stat -c %i .mypy_cache)" != "$ino0" ]
-	[ "$(tree_sum .mypy_cache)" != "$sum0" ]
+	prime_cache
+	break_types
+	[ "$(cache_ino)" != "$INO0" ]
+	[ "$(cache_sum)" != "$SUM0" ]
 	no_leftovers .
-	# mypy drops modules with (transitive) errors from its cache: the next
-	# run finds no metadata for m5 (it would find stale metadata had the
-	# failing run's cache been discarded) and the 6 modules below it fresh.
-	run recipe -v
-	[ "$status" -eq 1 ]
-	[[ "$output" == *'Metadata not found for pkg.m5'* ]]
-	[ "$(fresh "$output")" -eq 6 ]
+	m5_dropped
 }
 
 @test "mypy (JSON cache): a syntax error (exit 2) commits nothing" {
-	mypy_setup
-	run recipe
-	[ "$status" -eq 0 ]
-	local ino0 sum0
-	ino0=$(stat -c %i .mypy_cache)
-	sum0=$(tree_sum .mypy_cache)
-	printf 'def broken(:\n' >>src/pkg/m7.py
-	run recipe
-	[ "$status" -eq 2 ]
-	[ "$(stat -c %i .mypy_cache)" = "$ino0" ]
-	[ "$(tree_sum .mypy_cache)" = "$sum0" ]
+	prime_cache
+	break_syntax
+	[ "$(cache_ino)" = "$INO0" ]
+	[ "$(cache_sum)" = "$SUM0" ]
 	no_leftovers .
 }
 
 @test "mypy (JSON cache): six concurrent cold runs all exit 0, the cache is valid and the next run warm" {
 	mypy_setup
-	local i pids=() st bad=0 t0 cold warm
-	t0=$EPOCHREALTIME
-	for i in 1 2 3 4 5 6; do
-		recipe >out.$i 2>err.$i 3>&- &
-		pids+=($!)
-	done
-	for i in 1 2 3 4 5 6; do
-		st=0
-		wait "${pids[i - 1]}" || st=$?
-		[ "$st" -eq 0 ] || { echo "run $i exited $st:" >&2; cat out.$i err.$i >&2; bad=1; }
-	done
-	cold=$(since "$t0")
-	[ "$bad" -eq 0 ]
+	cold_runs 6
 	json_cache_valid
 	no_leftovers .
-	t0=$EPOCHREALTIME
-	run recipe -v
-	warm=$(since "$t0")
-	note "mypy JSON cache: 6 concurrent cold runs ${cold}s, then one warm run ${warm}s"
-	[ "$status" -eq 0 ]
-	[ "$(fresh "$output")" -eq 13 ]
+	warm_after_cold "mypy JSON cache"
 }
 
 @test "newer mypy from \$MYPY (sharded SQLite cache): every shard passes integrity_check, the next run is warm" {
@@ -178,9 +95,7 @@ json_cache_valid() {
 	local mypy db n=0
 	read -ra mypy <<<"$MYPY"
 	mypy_setup "${mypy[@]}"
-	run recipe -v
-	[ "$status" -eq 0 ] || { echo "$output" | tail -5 >&2; false; }
-	[ "$(fresh "$output")" -eq 0 ]
+	recipe_finds 0
 	no_leftovers .
 	for db in ".mypy_cache/$XY"/cache.*.db; do
 		[ -f "$db" ] || continue
@@ -189,8 +104,6 @@ json_cache_valid() {
 	done
 	note "newer mypy: $n SQLite shards in .mypy_cache/$XY"
 	[ "$n" -ge 2 ]
-	run recipe -v
-	[ "$status" -eq 0 ]
-	[ "$(fresh "$output")" -eq 13 ]
+	recipe_finds 13
 	no_leftovers .
 }

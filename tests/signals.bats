@@ -5,11 +5,7 @@ load fs_helper
 # is committed, nothing is left, and snaprun dies by the same signal.
 
 teardown() {
-	# never leave a stray run behind when an assertion failed half-way
-	if [ -n "${cmdpid-}" ]; then kill -KILL "$cmdpid" 2>/dev/null || true; fi
-	if [ -n "${srpid-}" ]; then kill -KILL "$srpid" 2>/dev/null || true; fi
-	# let the status writer finish before its directory goes away
-	if [ -n "${wrpid-}" ]; then wait "$wrpid" 2>/dev/null || true; fi
+	stop_strays
 	cd / && rm -rf "$T"
 }
 
