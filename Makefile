@@ -12,12 +12,12 @@ BASHDIR = $(PREFIX)/share/bash-completion/completions
 ZSHDIR  = $(PREFIX)/share/zsh/site-functions
 FISHDIR = $(PREFIX)/share/fish/vendor_completions.d
 
-# Set these on the command line (make CC=clang CFLAGS=-O3); CFLAGS may
-# also come from the environment, as packagers' build flags do.
+# Set these on the command line (make CC=clang CFLAGS=-O3).  With GNU make,
+# CFLAGS may also come from the environment (see GNUmakefile).
 # CPPFLAGS=-DSNAPRUN_PLAIN_COPY compiles out FICLONE and copy_file_range,
 # so the portable read/write path can be built and tested on Linux too.
 CC      = cc
-CFLAGS  ?= -O2 -g
+CFLAGS  = -O2 -g
 WARN    = -Wall -Wextra -Wpedantic
 SR_CPPFLAGS = -DSNAPRUN_VERSION='"$(VERSION)"'
 
