@@ -830,6 +830,17 @@ static int open_lock(const struct target *t, int create)
 	int flags = O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, fd, tries;
 	struct stat st;
 
+	/* Anything but a regular file could block or mislead, and opening a
+	 * FIFO acts on it: looked at first, never opened.  A commit that
+	 * only joins in the locking does without it. */
+	if (fstatat(t->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    !S_ISREG(st.st_mode)) {
+		if (!create) {
+			free(name);
+			return -1;
+		}
+		die("%s/%s: not a regular file", t->dir, name);
+	}
 	for (tries = 0; tries < 100; tries++) {
 		fd = openat(t->dirfd, name, flags);
 		if (fd >= 0 || errno != ENOENT || !create)
@@ -845,7 +856,8 @@ static int open_lock(const struct target *t, int create)
 	}
 	/* A commit that only joins in the locking does without a lock file
 	 * it cannot open, rather than lose CMD's work. */
-	if (fd < 0 && !create && (errno == ENOENT || errno == EACCES))
+	if (fd < 0 && !create &&
+	    (errno == ENOENT || errno == EACCES || errno == ELOOP))
 		fd = -1;
 	else if (fd < 0 || fstat(fd, &st) != 0)
 		die("%s/%s:", t->dir, name);
@@ -1089,7 +1101,7 @@ static int read_dir(struct walk *w, int fd, const char *after, char **down)
 		return -1;
 	}
 	rewinddir(dir);
-	while (r == 0 && (d = readdir(dir))) {
+	while (r == 0 && (errno = 0, d = readdir(dir))) {
 		const char *n = d->d_name;
 
 		if (after) {
@@ -1103,7 +1115,15 @@ static int read_dir(struct walk *w, int fd, const char *after, char **down)
 				*down = join(n);
 		}
 	}
-	e = errno;
+	/* A read error, or the directory the walk came back from gone: the
+	 * entries after it are not known to be done. */
+	if (r == 0 && !d && (errno || after)) {
+		e = errno ? errno : ESTALE;
+		walk_failed(w, after ? after : "");
+		r = -1;
+	} else {
+		e = errno;
+	}
 	closedir(dir);
 	errno = e;
 	return r < 0 ? -1 : 0;
@@ -2000,7 +2020,7 @@ static void copy_input(const struct target *t, struct snapshot *s)
 		copy_data(s->srcfd, fd, &s->orig, t->file);
 		copy_metadata(s->srcfd, &s->orig, fd, s->subst);
 	}
-	if (fchmod(fd, (s->srcfd >= 0 ? s->orig.st_mode : 0444) & 07555) != 0 ||
+	if (fchmod(fd, (s->srcfd >= 0 ? s->orig.st_mode : 0444) & 0555) != 0 ||
 	    close(fd) != 0)
 		die("%s:", s->subst);
 	close(dir);
@@ -2316,17 +2336,17 @@ static int run_command(const struct target *t, struct snapshot *s,
 	siginfo_t info;
 	pid_t pid;
 
-	if (s->filter)
-		filter_io(s, io, &from);
+	if (!*s->args[0]) {
+		say("CMD: the command name is empty");
+		return -EXIT_NOTFOUND;
+	}
 	if ((s->filter && !s->subst[0] ? unsetenv("SNAPRUN_FILE") :
 	    setenv("SNAPRUN_FILE", s->filter ? s->subst : s->path, 1)) != 0 ||
 	    setenv("SNAPRUN_ROOT", s->priv, 1) != 0 ||
 	    setenv("SNAPRUN_ORIGINAL", t->file, 1) != 0)
 		die("setenv:");
-	if (!*s->args[0]) {
-		say("CMD: the command name is empty");
-		return -EXIT_NOTFOUND;
-	}
+	if (s->filter)
+		filter_io(s, io, &from);
 	note("%s: running %s", t->file, s->args[0]);
 	err = spawn(s->args, sg, io);
 	if (io[0] >= 0 && io[0] != s->srcfd)
@@ -2548,7 +2568,10 @@ static int ready(const struct target *t, struct snapshot *s,
 		die("%s:", s->path);
 	if (s->subfd >= 0 && fstatat(s->subfd, snapshot_name(s), &st,
 	    AT_SYMLINK_NOFOLLOW) == 0) {
-		if (S_ISDIR(st.st_mode))
+		/* A tree only where one was taken, or made where nothing
+		 * was: a file's snapshot never becomes a directory. */
+		if (S_ISDIR(st.st_mode) &&
+		    (s->tree || (s->srcfd < 0 && !s->filter)))
 			return ready_tree(t, s, o);
 		if (s->tree && !S_ISLNK(st.st_mode))
 			die("%s: the snapshot is no longer a directory; "
@@ -2845,6 +2868,7 @@ int main(int argc, char **argv)
 		discard(&s);			/* 7. before the next try */
 	}
 	discard(&s);				/* 7. */
+	check_interrupt();			/* a signal: die by it */
 	if (lock >= 0)
 		close(lock);
 	return finish(&t, leave(out, status, &t, &o));	/* 8. */

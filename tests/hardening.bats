@@ -184,3 +184,66 @@ as_nobody() {
 	kill "$writer"
 	no_leftovers .
 }
+
+@test "a file's snapshot that CMD turned into a directory is never committed, with or without a lock" {
+	for opt in -x --on-conflict=fail --no-sync ''; do
+		printf hello > f
+		run --separate-stderr sr $opt f sh -c 'rm "$1" && mkdir "$1" && echo x > "$1/a"' sh {}
+		expect_status 125
+		one_error_line
+		[[ $stderr == *"not a regular file"* ]]
+		expect_content f hello
+		no_leftovers .
+	done
+	# -f with FILE absent: the output is a file, never a directory
+	run --separate-stderr sr -f nf sh -c 'rm "$SNAPRUN_ROOT/out/nf" && mkdir "$SNAPRUN_ROOT/out/nf"'
+	expect_status 125
+	one_error_line
+	[ ! -e nf ]
+	no_leftovers .
+}
+
+@test "a lock file that is a symlink or a FIFO, another user's, does not stop a default-mode commit" {
+	need_root "makes files as another user"
+	mkdir -m 1777 pub
+	printf old > pub/f
+	as_nobody ln -s /nonexistent pub/.f.snaprun.lock
+	run --separate-stderr sr pub/f sh -c 'printf new > "$1"' sh {}
+	expect_status 0
+	expect_content pub/f new
+	rm pub/.f.snaprun.lock
+	as_nobody mkfifo pub/.f.snaprun.lock
+	run --separate-stderr sr pub/f sh -c 'printf newer > "$1"' sh {}
+	expect_status 0
+	expect_content pub/f newer
+	[ -p pub/.f.snaprun.lock ]
+	no_leftovers pub
+}
+
+@test "a directory renamed inside DIR while it is copied: no partial tree is ever committed" {
+	need_feature exchange
+	need_strace fchown
+	mkdir -p D/a
+	for i in $(seq 1 60); do echo "$i" > "D/s$i"; done
+	for i in $(seq 1 200); do echo "$i" > "D/a/f$i"; done
+	# each file's copy is slowed (2 ms at its fchown): the copy is inside
+	# D/a from 0-120 ms to 400-520 ms, whatever order readdir gives, and
+	# the rename lands at 250 ms
+	( sleep 0.25; mv D/a D/a2 ) 3>&- &
+	mover=$!
+	under_strace
+	run --separate-stderr timeout 60 strace -f -o /dev/null \
+		-e trace=fchown -e inject=fchown:delay_enter=2000 \
+		"$SNAPRUN" D sh -c 'echo x > "$1/new"' sh {}
+	wait "$mover"
+	if [ "$status" -eq 0 ]; then
+		# committed: then from a whole version, every s* file there
+		[ "$(ls D | grep -c '^s')" -eq 60 ]
+	else
+		expect_status 125
+		one_error_line
+		[ ! -e D/new ]
+	fi
+	[ "$(ls D | grep -c '^s')" -eq 60 ]
+	no_leftovers .
+}

@@ -134,6 +134,12 @@ finish() {
 	finish "signal 15 core 0"
 }
 
+@test "CMD that catches the signal and exits with a status that does not commit: snaprun still dies by the signal" {
+	start_run -- 'trap "exit 3" TERM; printf new > "$1"; echo $$ > "$2"; while :; do sleep 0.05; done'
+	kill -TERM "$srpid"
+	finish "signal 15 core 0"
+}
+
 @test "CMD that catches the signal and exits 0 is not committed even under -c 0-255" {
 	start_run -c 0-255 -- 'trap "exit 0" HUP; printf new > "$1"; echo $$ > "$2"; while :; do sleep 0.05; done'
 	kill -HUP "$srpid"
