@@ -822,8 +822,9 @@ static int trusted(const struct target *t, uid_t uid)
 /* Open ".BASE.snaprun.lock".  Without O_CREAT first: with
  * fs.protected_regular, O_CREAT fails on another user's file in a sticky
  * directory, even for root.  Created, with O_EXCL, only when absent.
- * Returns -1 when absent (or unreadable) and not to be created, -2 when
- * it is not ours to use. */
+ * create is for the runs that need it (-x, keep, fail, retry): for them
+ * anything unusable there is an error.  A commit that only joins in the
+ * locking gets -1 instead (absent, unreadable, or not ours to use). */
 static int open_lock(const struct target *t, int create)
 {
 	char *name = join(t->prefix, "lock");
@@ -863,11 +864,14 @@ static int open_lock(const struct target *t, int create)
 		die("%s/%s:", t->dir, name);
 	else if (!S_ISREG(st.st_mode))
 		die("%s/%s: not a regular file", t->dir, name);
+	else if (!trusted(t, st.st_uid) && create)
+		die("%s/%s: another user's file; remove it to lock here",
+		    t->dir, name);
 	else if (!trusted(t, st.st_uid)) {
 		note("%s/%s: another user's file; not used as a lock",
 		    t->dir, name);
 		close(fd);
-		fd = -2;
+		fd = -1;
 	}
 	free(name);
 	return fd;
@@ -932,20 +936,14 @@ static int start_lock(const struct target *t, const struct options *o)
 	int fd;
 
 	if (!o->lock) {
-		if (o->conflict != OVERWRITE && (fd = open_lock(t, 1)) != -2)
-			close(fd);
-		else if (o->conflict != OVERWRITE)
-			die("%s/%slock: another user's file; remove it to use "
-			    "--on-conflict here", t->dir, t->prefix);
+		if (o->conflict != OVERWRITE)
+			close(open_lock(t, 1));
 		return -1;
 	}
 	if (o->wait > 0 && !o->nonblock)
 		arm_timer(o->wait);
 	for (;;) {
 		fd = open_lock(t, 1);
-		if (fd == -2)
-			die("%s/%slock: another user's file; remove it to "
-			    "use -x here", t->dir, t->prefix);
 		if (!take_lock(t, fd,
 		    o->nonblock ? LOCK_EX | LOCK_NB : LOCK_EX)) {
 			close(fd);
@@ -979,9 +977,6 @@ static int commit_lock(const struct target *t, const struct options *o,
 	for (;;) {
 		int fd = open_lock(t, create);
 
-		if (fd == -2 && create)
-			die("%s/%slock: another user's file; nothing committed",
-			    t->dir, t->prefix);
 		if (fd < 0)
 			return -1;
 		take_lock(t, fd, LOCK_EX);
@@ -1207,8 +1202,10 @@ static int walk_tree(struct walk *w, int top)
 			break;
 		else
 			next = go_up(w, cur, &after);
-		if (next < 0)
-			err = walk_failed(w, after ? after : "") ? errno : 0;
+		if (next < 0) {
+			walk_failed(w, after ? after : "");
+			err = errno;
+		}
 		if (w->again) {
 			free(after);
 			after = NULL;
@@ -1950,8 +1947,8 @@ static const char *fill_tree(const struct target *t, struct snapshot *s)
 			    n, data);
 			return how;
 		}
-		if (failed && !replaced(t, s))
-			die("copying %s/%s:", t->file, failed);
+		if (!replaced(t, s))
+			die("copying %s/%s:", t->file, failed ? failed : "");
 		note("%s: replaced while being copied; copying it again",
 		    t->file);
 		if (remove_dir(s->subfd, name, top) != 0)
