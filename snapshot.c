@@ -565,7 +565,7 @@ static char **parse_options(int argc, char **argv, struct options *o)
 	}
 	i = optind;
 	if (i >= argc)
-		die("usage: snaprun [OPTION]... FILE [--] CMD [ARG]... "
+		die("usage: snaprun [OPTION]... FILE|DIR [--] CMD [ARG]... "
 		    "(see --help)");
 	o->file = argv[i++];
 	if (o->clean && i != argc)

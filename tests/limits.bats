@@ -331,11 +331,7 @@ plant_deep() {
 # ---- 11: a writer CMD leaves behind ----------------------------------------
 
 @test "a snapshot still open for writing by CMD's background process is not committed" {
-	# a build that lists its features (snaprun -V) without leases cannot tell
-	if "$SNAPRUN" -V | grep -q '^features:' &&
-		! "$SNAPRUN" -V | grep -q '^features:.* leases\( \|$\)'; then
-		skip "this build of snaprun has no leases"
-	fi
+	need_feature leases	# without them it cannot tell
 	echo old > f
 	# CMD exits once the background writer has the snapshot open (else
 	# whether it is open at the commit is a race)
