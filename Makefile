@@ -32,8 +32,15 @@ snaprun: snapshot.c
 	$(CC) -std=c11 $(WARN) -ffile-prefix-map="$$PWD"=. $(SR_CPPFLAGS) \
 		$(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ snapshot.c
 
+# check: the suite, several test files at once (about 2 minutes on two
+# cores), the stress tests (random kills, readers during commits, many
+# concurrent runs) with fewer repetitions; check-slow: only those, in full.
 check: snaprun
 	SNAPRUN="$$PWD/snaprun" $(RUN_TESTS)
+
+check-slow: snaprun
+	SNAPRUN_STRESS=full SNAPRUN_TEST_FILTER='^stress: ' \
+		SNAPRUN="$$PWD/snaprun" $(RUN_TESTS)
 
 install: snaprun
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
@@ -52,4 +59,4 @@ uninstall:
 clean:
 	rm -rf snaprun build
 
-.PHONY: all check install uninstall clean
+.PHONY: all check check-slow install uninstall clean

@@ -9,13 +9,6 @@ teardown() {
 	unmount_all
 }
 
-as_nobody() {
-	need_root "runs snaprun as another user"
-	need_cmd setpriv
-	chmod 755 "$T"
-	setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
-}
-
 # none_left DIR: like no_leftovers, but a binary that made thousands of
 # directories is reported by their number, not their names.
 none_left() {
@@ -277,10 +270,9 @@ switch_during_wait() {
 	owner=(env)
 	mkdir d
 	if [ "$(id -u)" -eq 0 ]; then
-		need_cmd setpriv
-		chmod 755 "$T"
+		need_nobody
 		chown nobody:nogroup d
-		owner=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+		owner=(as_nobody)
 	fi
 	cd d
 	# the owner sets the xattr while FILE is still writable, as it must

@@ -42,6 +42,51 @@ need_feature() {
 		skip "this build of snaprun has no $1"
 }
 
+# The tests that act as another user (nobody) run the binary from a copy
+# in $T, which they open to others: the checkout may be in a directory
+# nobody can enter (root's 0700 home, a mktemp -d workspace).
+NOBODY=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+
+# as_nobody CMD [ARG]...: CMD as user nobody, who can reach $T.  An
+# argument that names the binary under test ($SNAPRUN) names nobody's copy
+# of it instead.
+as_nobody() {
+	local a args=()
+	nobody_ready
+	for a in "$@"; do
+		[ "$a" != "$SNAPRUN" ] || a=$T/.nobody/snaprun
+		args+=("$a")
+	done
+	"${NOBODY[@]}" "${args[@]}"
+}
+
+# nobody_ready: skip unless this run is root and can switch to nobody;
+# $T opened to others and nobody's copy of the binary made in it, once.
+nobody_ready() {
+	need_root "runs a command as another user"
+	need_cmd setpriv
+	chmod 755 "$T"
+	if [ ! -x "$T/.nobody/snaprun" ]; then
+		mkdir -p -m 755 "$T/.nobody"
+		install -m 755 "$SNAPRUN" "$T/.nobody/snaprun"
+	fi
+}
+
+# need_nobody: skip, saying why, unless nobody can run the binary.
+need_nobody() {
+	nobody_ready
+	"${NOBODY[@]}" true 2>/dev/null || skip "cannot run as nobody"
+	"${NOBODY[@]}" test -x "$T/.nobody/snaprun" ||
+		skip "nobody cannot reach $T (BATS_TMPDIR is closed to others)"
+}
+
+# stress QUICK FULL: how many times a stress test repeats: QUICK in make
+# check, FULL in make check-slow (SNAPRUN_STRESS=full), which runs only
+# the tests whose names begin with "stress:".
+stress() {
+	if [ "${SNAPRUN_STRESS-}" = full ]; then echo "$2"; else echo "$1"; fi
+}
+
 # under_strace: snaprun is about to run under strace.  LeakSanitizer
 # cannot work under ptrace and would fail a sanitizer build's exit status,
 # so it is turned off for those runs (the other sanitizers stay on).

@@ -214,7 +214,7 @@ calibrate() {
 }
 
 # kill_loop ITERS TARGET WORK WINDOW...: ITERS runs on TARGET, a copy of
-# src/v0 to begin with, each making the other version and SIGKILLed after
+# src/v0 or src/v1 to begin with, each making the other version and SIGKILLed after
 # a random delay: run I picks it from its WINDOW, the one at index I modulo
 # the number of WINDOWs, each "LO-HI" in ms.  After each kill and its CMD's
 # end, TARGET is still a file (or a directory, as it was) and is whole:
@@ -236,7 +236,8 @@ kill_loop() {
 	m1=$("$sum" src/v1)
 	[ "$m0" != "$m1" ]
 	cur=$("$sum" "$target")
-	[ "$cur" = "$m0" ] || { echo "$target is not a copy of src/v0" >&2; return 1; }
+	[ "$cur" = "$m0" ] || [ "$cur" = "$m1" ] ||
+		{ echo "$target is neither src/v0 nor src/v1" >&2; return 1; }
 	for ((it = 1; it <= iters; it++)); do
 		if [ "$cur" = "$m0" ]; then next=v1 mnext=$m1; else next=v0 mnext=$m0; fi
 		rm -f cmd.started cmd.done
@@ -291,4 +292,35 @@ kill_loop() {
 	KILLED=$((before_cmd + in_cmd + after_cmd))
 	TALLY="$before_cmd before CMD, $in_cmd during CMD, $after_cmd after CMD (commit), $finished finished first;"
 	TALLY+=" $what new $got_new, old $kept_old; leftovers after $had_left kills; all cleaned"
+}
+
+# kill_rounds NEED ITERS MIN TARGET WORK WINDOW...: kill_loop rounds of
+# ITERS runs until NEED of the kills found the run still running, each
+# round calibrated afresh (calibrate MIN TARGET WORK), so that a machine
+# that became busier or idler meanwhile only costs another round.  Each
+# WINDOW is expanded after the calibration ('0-$EARLY').  Gives up after
+# four rounds.  KILLED and TALLY add up the rounds; ROUNDS counts them.
+kill_rounds() {
+	local need=$1 iters=$2 min=$3 target=$4 work=$5 w killed=0 all=
+	local windows
+	shift 5
+	for ((ROUNDS = 1; ROUNDS <= 4; ROUNDS++)); do
+		calibrate "$min" "$target" "$work"
+		windows=()
+		for w in "$@"; do
+			windows+=("$(eval "echo \"$w\"")")
+		done
+		kill_loop "$iters" "$target" "$work" "${windows[@]}" || return 1
+		killed=$((killed + KILLED))
+		all+="round $ROUNDS (0..${FULL} ms, CMD ~${EARLY}..${LATE} ms): $KILLED killed; $TALLY "
+		if [ "$killed" -ge "$need" ]; then
+			break
+		fi
+	done
+	KILLED=$killed
+	TALLY=$all
+	if [ "$KILLED" -lt "$need" ]; then
+		echo "only $KILLED of the kills in $((ROUNDS - 1)) rounds found a run still running: $TALLY" >&2
+		return 1
+	fi
 }

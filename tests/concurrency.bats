@@ -301,7 +301,7 @@ intruder_refused() {
 	[ "$(cat f)" = new ]
 }
 
-@test "16 parallel 4 MiB writers: every read of FILE is one writer's whole output" {
+@test "stress: 16 parallel 4 MiB writers: every read of FILE is one writer's whole output" {
 	local size=$((4 * 1024 * 1024)) n=16 i pids=() p st reads kinds
 	yes init | head -c "$size" >f
 	md5 f >valid

@@ -8,23 +8,20 @@ load conc_helper
 # spawn, kill_gated, calibrate and kill_loop: see conc_helper (shared with
 # dirs.bats, which kills directory runs the same way).
 
-@test "SIGKILL at random instants of copy, CMD and commit: FILE intact, leftovers cleaned" {
-	local size=$((8 * 1024 * 1024)) iters=${SNAPRUN_CRASH_ITERS:-80}
+@test "stress: SIGKILL at random instants of copy, CMD and commit: FILE intact, leftovers cleaned" {
+	local size=$((8 * 1024 * 1024)) iters=${SNAPRUN_CRASH_ITERS:-$(stress 24 80)}
 	local work='cat "$1" > "$2"'
 	mkdir d src
 	head -c "$size" /dev/urandom >src/v0
 	head -c "$size" /dev/urandom >src/v1
 	cp src/v0 d/f
-	# Calibrate (median of 5): how long a whole run takes here, and when its
-	# CMD starts (later under sanitizers), so the kills spread over all of it.
-	calibrate 10 d/f "$work"
-	cp src/v0 d/f
-	# Kill anywhere from the start (copy) through CMD to the commit.
-	# Every other kill before CMD would start: the copy is short.
-	kill_loop "$iters" d/f "$work" "0-$EARLY" "0-$FULL"
-	note "crash: $iters kills of 8 MiB runs within 0..${FULL} ms (CMD starts at ~${EARLY} ms): $TALLY"
-	# Most runs were really killed (not finished before the kill).
-	[ "$KILLED" -ge $((iters / 3)) ]
+	# Each round calibrates (median of 5) how long a whole run takes here,
+	# and when its CMD starts (later under sanitizers), so the kills spread
+	# over all of it; every other kill lands before CMD would start (the
+	# copy is short).  Rounds go on until a third of the kills found the
+	# run still running, however the load changes meanwhile.
+	kill_rounds $((iters / 3)) "$iters" 10 d/f "$work" '0-$EARLY' '0-$FULL'
+	note "crash: kills of 8 MiB runs: $TALLY"
 }
 
 @test "leftovers of a killed run stay while its CMD lives, go once it ends" {

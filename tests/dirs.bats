@@ -623,7 +623,7 @@ commit_versions() {
 	done
 }
 
-@test "readers: [ -d DIR ] never fails during 100 commits" {
+@test "stress: readers: [ -d DIR ] never fails during many commits" {
 	need_feature exchange
 	mkdir -p d/sub
 	for f in a b sub/c; do echo 0 >"d/$f"; done
@@ -637,18 +637,19 @@ commit_versions() {
 		echo "$n $bad" > reader.out' 3>&- &
 	reader=$!
 	KILL_PIDS+=" $reader"
-	commit_versions 100
+	commits=$(stress 30 100)
+	commit_versions "$commits"
 	touch stop
 	wait "$reader"
 	read -r n bad <reader.out
-	note "[ -d DIR ]: $n checks during 100 commits, $bad failed"
+	note "[ -d DIR ]: $n checks during $commits commits, $bad failed"
 	[ "$bad" -eq 0 ]
-	[ "$n" -ge 1000 ]
-	expect_content d/a $'100\n'
+	[ "$n" -ge $((commits * 10)) ]
+	expect_content d/a "$commits"$'\n'
 	no_leftovers .
 }
 
-@test "readers: one that opens DIR and reads its files sees one version, never two mixed" {
+@test "stress: readers: one that opens DIR and reads its files sees one version, never two mixed" {
 	need_feature exchange
 	mkdir -p d/sub
 	for f in a b sub/c; do echo 0 >"d/$f"; done
@@ -673,17 +674,18 @@ commit_versions() {
 	' "$T/d" "$T/stop" "$T/reader.out" 3>&- &
 	reader=$!
 	KILL_PIDS+=" $reader"
-	commit_versions 100
+	commits=$(stress 30 100)
+	commit_versions "$commits"
 	touch stop
 	wait "$reader"
 	read -r n whole failed gone mixed versions <reader.out
-	note "reader in DIR: $n reads during 100 commits: $whole whole ($versions versions)," \
+	note "reader in DIR: $n reads during $commits commits: $whole whole ($versions versions)," \
 		"$failed failed as the old tree went, $gone could not enter DIR, $mixed mixed"
 	[ "$mixed" -eq 0 ] || { cat reader.out >&2; false; }
 	[ "$gone" -eq 0 ]
-	[ "$whole" -ge 20 ]
+	[ "$whole" -ge $((commits / 5)) ]
 	[ "$versions" -ge 2 ]
-	expect_content d/sub/c $'100\n'
+	expect_content d/sub/c "$commits"$'\n'
 	no_leftovers .
 }
 
@@ -781,7 +783,7 @@ held_while_b_commits() {
 	no_leftovers .
 }
 
-@test "snapshots taken while other runs commit are each one whole version (copy taken again)" {
+@test "stress: snapshots taken while other runs commit are each one whole version (copy taken again)" {
 	need_feature exchange
 	local i j bad=0 runs=0
 	mkdir d
@@ -839,9 +841,9 @@ make_version() {
 	' "$1" "$2"
 }
 
-@test "SIGKILL at random instants of copy, CMD and commit: DIR is the old or the new tree whole, leftovers cleaned" {
+@test "stress: SIGKILL at random instants of copy, CMD and commit: DIR is the old or the new tree whole, leftovers cleaned" {
 	need_feature exchange
-	local iters=${SNAPRUN_DIR_CRASH_ITERS:-40}
+	local iters=${SNAPRUN_DIR_CRASH_ITERS:-$(stress 15 40)}
 	# CMD makes the snapshot version NEXT: empty it, copy NEXT in
 	local work='rm -rf "$2"/* && cp -a "$1"/. "$2"/'
 	mkdir src
@@ -849,15 +851,13 @@ make_version() {
 	make_version src/v1 1
 	cp -a src/v0 d
 	[ "$(tree_sum d)" = "$(tree_sum src/v0)" ]
-	# calibrate (median of 5): a whole run, and when its CMD starts and ends
-	calibrate 2 d "$work"
-	rm -rf d
-	cp -a src/v0 d
-	# a third of the kills anywhere, a third in the copy before CMD, a
-	# third after CMD (the commit and the removal of the old tree)
-	kill_loop "$iters" d "$work" "0-$FULL" "0-$EARLY" "$LATE-$FULL"
-	note "dir crash: $iters kills within 0..${FULL} ms (CMD from ~${EARLY} to ~${LATE} ms): $TALLY"
-	[ "$KILLED" -ge $((iters / 3)) ]
+	# Rounds, each calibrated afresh (median of 5: a whole run, and when
+	# its CMD starts and ends), until a third of the kills found the run
+	# still running: a third of the kills anywhere, a third in the copy
+	# before CMD, a third after CMD (the commit and the removal of the old
+	# tree).
+	kill_rounds $((iters / 3)) "$iters" 2 d "$work" '0-$FULL' '0-$EARLY' '$LATE-$FULL'
+	note "dir crash: $TALLY"
 }
 
 @test "a killed run's leftover tree stays while its CMD lives, --clean removes it once CMD ended" {

@@ -127,24 +127,6 @@ mount_tmpfs() {
 		skip "cannot mount a tmpfs here"
 }
 
-# as_nobody CMD [ARG]...: CMD as user nobody (after need_nobody, which
-# lets it reach $T).  attack, hardening and limits define their own, which
-# make sure of root and $T themselves.
-as_nobody() {
-	need_cmd setpriv
-	setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
-}
-
-# need_nobody: skip unless this run can switch to user nobody and nobody
-# can run snaprun; $T is opened to others.
-need_nobody() {
-	need_root "switching to nobody"
-	need_cmd setpriv
-	chmod 755 "$T"
-	as_nobody true 2>/dev/null || skip "cannot run as nobody"
-	as_nobody test -x "$SNAPRUN" || skip "nobody cannot run $SNAPRUN"
-}
-
 # snapshot_dir_re BASENAME: extended regex for a private directory name.
 snapshot_dir_re() {
 	local b

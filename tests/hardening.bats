@@ -5,13 +5,6 @@
 load common
 load fs_helper
 
-as_nobody() {
-	need_root "runs snaprun as another user"
-	need_cmd setpriv
-	chmod 755 "$T"
-	setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
-}
-
 @test "--root: a link CMD puts inside the private directory cannot redirect the commit" {
 	mkdir -p R/sub out
 	printf old > R/sub/db

@@ -25,16 +25,6 @@ teardown() {
 	cd / && rm -rf "$T"
 }
 
-NOBODY=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
-
-# as_nobody CMD [ARG]...: CMD as user nobody, able to reach $T.
-as_nobody() {
-	need_root "runs a command as another user"
-	need_cmd setpriv
-	chmod 755 "$T"
-	"${NOBODY[@]}" "$@"
-}
-
 # set_sysctl NAME VALUE: for this test only; teardown puts the old value back.
 set_sysctl() {
 	local old

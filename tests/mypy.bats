@@ -60,7 +60,7 @@ db_ok() {
 	no_leftovers ".mypy_cache/$XY"
 }
 
-@test "mypy: six concurrent cold runs on one cache, all clean, cache intact and warm" {
+@test "stress: mypy: six concurrent cold runs on one cache, all clean, cache intact and warm" {
 	mypy_setup
 	cold_runs 6
 	if grep -iE 'database is locked|malformed|disk image' out.* err.*; then

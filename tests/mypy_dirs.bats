@@ -81,7 +81,7 @@ json_cache_valid() {
 	no_leftovers .
 }
 
-@test "mypy (JSON cache): six concurrent cold runs all exit 0, the cache is valid and the next run warm" {
+@test "stress: mypy (JSON cache): six concurrent cold runs all exit 0, the cache is valid and the next run warm" {
 	mypy_setup
 	cold_runs 6
 	json_cache_valid
