@@ -410,15 +410,36 @@ static int pick(const char *option, const char *arg, const char *const *names)
 	die("%s: %s", option, why);
 }
 
-static long parse_number(const char *option, const char *s, long max)
+/* s as a whole number from 0 to max: digits only, no sign or space. */
+static int whole_number(const char *s, long max, long *n)
 {
 	char *end;
+
+	if (*s < '0' || *s > '9')
+		return 0;
+	errno = 0;
+	*n = strtol(s, &end, 10);
+	return !errno && !*end && *n <= max;
+}
+
+static long parse_number(const char *option, const char *s, long max)
+{
 	long n;
 
-	errno = 0;
-	n = strtol(s, &end, 10);
-	if (errno || end == s || *end || n < 0 || n > max)
-		die("%s: not a number in range", option);
+	if (!whole_number(s, max, &n))
+		die("%s: '%s' is not a number from 0 to %ld", option, s, max);
+	return n;
+}
+
+/* A status of the --commit-on list, which is named whole when wrong (it
+ * may be FILE, taken as the option's value). */
+static long exit_status(const char *list, const char *s)
+{
+	long n;
+
+	if (!whole_number(s, 255, &n))
+		die("--commit-on: '%s' is not a list of exit statuses from 0 "
+		    "to 255 (such as 0,1 or 0-2)", list);
 	return n;
 }
 
@@ -426,26 +447,26 @@ static long parse_number(const char *option, const char *s, long max)
 static void parse_commit_on(const char *list, unsigned char *set)
 {
 	char *copy = join(list), *tok, *save, *dash;
-	int n = 0;
+	size_t n = strlen(list);
 
+	if (!n || *list == ',' || list[n - 1] == ',' || strstr(list, ",,"))
+		die("--commit-on: '%s' has an empty item", list);
 	memset(set, 0, 256);
 	for (tok = strtok_r(copy, ",", &save); tok;
-	    tok = strtok_r(NULL, ",", &save), n++) {
+	    tok = strtok_r(NULL, ",", &save)) {
 		long lo, hi;
 
 		dash = strchr(tok, '-');
 		if (dash)
 			*dash = '\0';
-		lo = parse_number("--commit-on", tok, 255);
-		hi = dash ? parse_number("--commit-on", dash + 1, 255) : lo;
+		lo = exit_status(list, tok);
+		hi = dash ? exit_status(list, dash + 1) : lo;
 		if (lo > hi)
-			die("--commit-on: range runs backwards");
+			die("--commit-on: '%s': a range runs backwards", list);
 		while (lo <= hi)
 			set[lo++] = 1;
 	}
 	free(copy);
-	if (!n)
-		die("--commit-on: empty list");
 }
 
 static double parse_wait(const char *s)
@@ -647,6 +668,21 @@ static char *splice_link(const char *link, const char *file, const char *rest)
 	return join(target, rest);	/* rest is empty or starts with '/' */
 }
 
+/* The kernel finds nothing at "missing/.." (ENOENT): neither may a walk
+ * that would make the missing directory first.  rest is what follows a
+ * part that is absent. */
+static void refuse_dotdot(const char *rest, const char *file)
+{
+	char part[NAME_MAX + 1];
+	size_t at = 0;
+
+	while (next_part(rest, &at, part, file))
+		if (strcmp(part, "..") == 0) {
+			errno = ENOENT;
+			die("%s:", file);
+		}
+}
+
 /* FILE's final target.  Every symbolic link on the way is followed by
  * hand, part by part, each under may_follow(); a missing part ends the
  * walk with the rest as given.  *st is the target's lstat, st_mode 0
@@ -672,6 +708,7 @@ static char *final_target(const char *file, struct stat *st)
 		if (lstat(cand, st) != 0) {
 			if (errno != ENOENT)
 				die("%s:", file);
+			refuse_dotdot(todo + at, file);
 			memset(st, 0, sizeof *st);
 			free(done);
 			done = join(cand, todo + at);
@@ -744,12 +781,12 @@ static int walk_dirs(int at, const char *path, int create)
 /* With --root, the snapshot sits at FILE's path below DIR. */
 static char *path_below_root(const char *rootdir, const struct target *t)
 {
-	char *root = realpath(rootdir, NULL), *dir = realpath(t->dir, NULL);
-	char *rel;
+	char *root = realpath(rootdir, NULL), *dir, *rel;
 	size_t n;
 
 	if (!root)
-		die("%s:", rootdir);
+		die("--root: %s:", rootdir);
+	dir = realpath(t->dir, NULL);
 	if (!dir)
 		die("%s:", t->dir);
 	n = strcmp(root, "/") == 0 ? 0 : strlen(root);
@@ -774,13 +811,27 @@ static char *name_prefix(const char *base)
 	return p;
 }
 
+/* -f on an absent FILE: as every filter fails on a missing input (a
+ * misspelt name must not become an empty file), unless --missing=empty. */
+static void no_input(const char *file, const struct options *o)
+{
+	if (o->missing == EMPTY)
+		return;
+	errno = ENOENT;
+	if (o->missing == ERROR)
+		die("%s:", file);
+	die("%s: %s (--missing=empty starts a filter from an empty file)",
+	    file, strerror(ENOENT));
+}
+
 /* 1. Resolve: FILE's final target, its directory opened (and, for an
  * absent FILE, created unless --missing=error). */
 static void resolve(const struct options *o, struct target *t)
 {
 	struct stat st;
 	char *target, *slash;
-	int create = o->missing != ERROR && !o->clean;
+	int create = !o->clean && (o->missing == EMPTY ||
+	    (o->missing == ABSENT && !o->filter));
 
 	if (!*o->file)
 		die("FILE: the name is empty");
@@ -799,6 +850,8 @@ static void resolve(const struct options *o, struct target *t)
 	t->dir = join(slash ? target : ".");
 	free(target);
 	t->dirfd = walk_dirs(AT_FDCWD, t->dir, create);
+	if (t->dirfd < 0 && errno == ENOENT && o->filter)
+		no_input(o->file, o);
 	if (t->dirfd < 0 || fstat(t->dirfd, &t->dirst) != 0)
 		die("%s:", t->dir);
 	if (o->filter && S_ISDIR(st.st_mode))
@@ -817,6 +870,15 @@ static int trusted(const struct target *t, uid_t uid)
 {
 	return !(t->dirst.st_mode & S_ISVTX) || uid == geteuid() || uid == 0 ||
 	    uid == t->owner || uid == t->dirst.st_uid;
+}
+
+/* snaprun works beside FILE: a directory it may not write in is named
+ * with what snaprun wants there. */
+static void unwritable_dir(const char *dir)
+{
+	if (errno == EACCES || errno == EPERM || errno == EROFS)
+		die("%s: snaprun needs to write in FILE's directory (its "
+		    "snapshot and lock go beside FILE):", dir);
 }
 
 /* Open ".BASE.snaprun.lock".  Without O_CREAT first: with
@@ -847,6 +909,8 @@ static int open_lock(const struct target *t, int create)
 		if (fd >= 0 || errno != ENOENT || !create)
 			break;
 		fd = openat(t->dirfd, name, flags | O_CREAT | O_EXCL, 0644);
+		if (fd < 0 && errno != EEXIST)
+			unwritable_dir(t->dir);
 		/* Every user of FILE must be able to open it, whatever our
 		 * umask. */
 		if (fd >= 0 && fchmod(fd, 0644) != 0)
@@ -891,9 +955,18 @@ static int still_there(const struct target *t, int fd)
 	return same;
 }
 
-/* flock(2) fd; 0 when it is taken (LOCK_NB) or -w ran out. */
+/* flock(2) fd; 0 when it is taken (LOCK_NB) or -w ran out.  With -v, a
+ * wait is announced, once. */
 static int take_lock(const struct target *t, int fd, int how)
 {
+	static int said;
+
+	if (verbose && !said && !(how & LOCK_NB) &&
+	    flock(fd, how | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+		said = 1;
+		note("%s: waiting for the lock another run holds (pid %ld "
+		    "waits)", t->file, (long)getpid());
+	}
 	while (flock(fd, how) != 0) {
 		if (errno == EWOULDBLOCK || timed_out)
 			return 0;
@@ -1389,6 +1462,7 @@ static void make_private_dir(const struct target *t, struct snapshot *s)
 			if (errno == EEXIST)
 				continue;
 			s->name[0] = '\0';
+			unwritable_dir(t->dir);
 			die("%s:", t->dir);
 		}
 		live = s;
@@ -1757,6 +1831,7 @@ static int copy_file(struct walk *w, struct copy *c, int dir, const char *name,
 {
 	const char *first = st->st_nlink > 1 ? linked(c, st) : NULL;
 	struct timespec ts[2];
+	char *rel, *path;
 	int in, out;
 
 	if (first)
@@ -1770,12 +1845,17 @@ static int copy_file(struct walk *w, struct copy *c, int dir, const char *name,
 		close(in);
 		return -1;
 	}
-	c->how = copy_data(in, out, st, c->file);
-	copy_metadata(in, st, out, c->file);
+	/* A failure names the file: which of thousands filled the disk */
+	rel = walk_path(w, name);
+	path = path_cat(c->file, rel);
+	c->how = copy_data(in, out, st, path);
+	copy_metadata(in, st, out, path);
 	ts[0] = st->st_atim;
 	ts[1] = st->st_mtim;
 	if (futimens(out, ts) != 0 || close(out) != 0)
-		copy_failed(c->file);
+		copy_failed(path);
+	free(path);
+	free(rel);
 	close(in);
 	if (st->st_nlink > 1)
 		add_link(c, st, walk_path(w, name));
@@ -1963,6 +2043,14 @@ static const char *fill_tree(const struct target *t, struct snapshot *s)
 	die("%s: replaced again and again while being copied", t->file);
 }
 
+/* FILE's other names keep the old version. */
+static void warn_links(const struct target *t, const struct snapshot *s)
+{
+	if (s->orig.st_nlink > 1)
+		say("%s: has %ju hard links; the commit replaces this name "
+		    "only", t->file, (uintmax_t)s->orig.st_nlink);
+}
+
 /* FILE, or an empty file for --missing=empty, into the snapshot. */
 static const char *fill(const struct target *t, const struct options *o,
     struct snapshot *s)
@@ -1980,9 +2068,7 @@ static const char *fill(const struct target *t, const struct options *o,
 			die("%s:", s->path);
 		how = copy_data(s->srcfd, out, &s->orig, t->file);
 		copy_metadata(s->srcfd, &s->orig, out, s->path);
-		if (s->orig.st_nlink > 1)
-			say("%s: has %ju hard links; the commit replaces this "
-			    "name only", t->file, (uintmax_t)s->orig.st_nlink);
+		warn_links(t, s);
 	} else if (o->missing == ERROR) {
 		errno = ENOENT;
 		die("%s:", t->file);
@@ -2031,10 +2117,9 @@ static const char *fill_filter(const struct target *t, const struct options *o,
 {
 	s->filter = 1;
 	s->srcfd = open_source(t, &s->orig);
-	if (s->srcfd < 0 && o->missing == ERROR) {
-		errno = ENOENT;
-		die("%s:", t->file);
-	}
+	if (s->srcfd < 0)
+		no_input(t->file, o);
+	warn_links(t, s);
 	/* An absent FILE's next version is a new file, made as any other. */
 	s->outfd = openat(s->subfd, snapshot_name(s),
 	    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
@@ -2792,10 +2877,19 @@ static int leave(enum outcome out, int status, const struct target *t,
 		say("%s: locked by another run", t->file);
 		return EXIT_CONFLICT;
 	}
+	if (out == CONFLICT && o->conflict == RETRY) {
+		say("%s: changed by another run on each of %ld tries "
+		    "(--retries=%ld); nothing committed", t->file,
+		    o->retries + 1, o->retries);
+		return EXIT_CONFLICT;
+	}
 	if (out == CONFLICT && o->conflict != KEEP) {
 		say("%s: changed by another run; nothing committed", t->file);
 		return EXIT_CONFLICT;
 	}
+	if (out == CONFLICT)
+		note("%s: changed by another run, whose version stays; this "
+		    "run's result dropped (--on-conflict=keep)", t->file);
 	if (status < 0)
 		return -status;		/* CMD could not be started */
 	if (WIFSIGNALED(status))
