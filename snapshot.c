@@ -141,6 +141,18 @@ struct options {
 	int copy;		/* CMD has the placeholder */
 };
 
+/* The directories a run made for an absent FILE, the last parts of its
+ * directory, each as it was made: removed again when nothing is
+ * committed. */
+struct made {
+	struct made_dir {
+		dev_t dev;
+		ino_t ino;
+		char *name;
+	} *dirs;
+	size_t n, room;
+};
+
 /* FILE resolved (step 1), the same for every try. */
 struct target {
 	const char *file;	/* FILE as given, for messages */
@@ -152,6 +164,7 @@ struct target {
 	int dirfd;		/* dir, opened without following links */
 	struct stat dirst;	/* dir's owner and mode: who may lock here */
 	uid_t owner;		/* FILE's owner; (uid_t)-1 when absent */
+	struct made made;	/* the directories made for it */
 };
 
 /* One snapshot (step 2), handed on to run, commit and discard. */
@@ -184,6 +197,8 @@ struct signals {
 };
 
 static struct snapshot *live;		/* what die() and signals discard */
+static struct target *made_for;		/* whose made directories they
+					 * remove again */
 static volatile pid_t child;		/* CMD, while it runs */
 static volatile sig_atomic_t caught;	/* a terminating signal received */
 static volatile sig_atomic_t timed_out;	/* -w ran out */
@@ -240,6 +255,7 @@ PRINTF(1, 2) static void note(const char *fmt, ...)
 }
 
 static void discard(struct snapshot *s);
+static void unmake_dirs(struct target *t);
 
 /* End by signal sig, as CMD did or as snaprun was told to, without a
  * core dump: shells and make then see the interrupt. */
@@ -270,6 +286,7 @@ PRINTF(1, 2) static _Noreturn void die(const char *fmt, ...)
 		va_end(ap);
 	}
 	discard(live);
+	unmake_dirs(made_for);
 	if (caught)
 		die_by(caught);
 	exit(EXIT_FAILED);
@@ -279,6 +296,7 @@ static void check_interrupt(void)
 {
 	if (caught) {
 		discard(live);
+		unmake_dirs(made_for);
 		die_by(caught);
 	}
 }
@@ -745,10 +763,33 @@ static char *final_target(const char *file, struct stat *st)
 	return done;
 }
 
+static void forget_made(struct made *m)
+{
+	while (m->n)
+		free(m->dirs[--m->n].name);
+}
+
+/* The directory part, opened as fd, made by this run: remembered, after
+ * those made just before it (a part that was there starts afresh). */
+static void made_dir(struct made *m, int fd, const char *part, int made)
+{
+	struct stat st;
+
+	if (!made || fstat(fd, &st) != 0) {
+		forget_made(m);
+		return;
+	}
+	m->dirs = grow(m->dirs, m->n, &m->room, sizeof *m->dirs);
+	m->dirs[m->n].dev = st.st_dev;
+	m->dirs[m->n].ino = st.st_ino;
+	m->dirs[m->n++].name = join(part);
+}
+
 /* Open the directory path below at part by part, never through a
- * symbolic link; with create, make the parts that are missing (mkdir -p).
- * The descriptor returned can be read and flushed. */
-static int walk_dirs(int at, const char *path, int create)
+ * symbolic link; with create, make the parts that are missing (mkdir -p),
+ * and note them in made (when not NULL).  The descriptor returned can be
+ * read and flushed. */
+static int walk_dirs(int at, const char *path, int create, struct made *made)
 {
 	char *copy = join(path), *part, *save;
 	int flags = O_WALK | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, e;
@@ -756,11 +797,13 @@ static int walk_dirs(int at, const char *path, int create)
 
 	for (part = strtok_r(copy, "/", &save); fd >= 0 && part;
 	    part = strtok_r(NULL, "/", &save)) {
-		int next = openat(fd, part, flags);
+		int next = openat(fd, part, flags), new = 0;
 
 		if (next < 0 && errno == ENOENT && create &&
-		    (mkdirat(fd, part, 0777) == 0 || errno == EEXIST))
+		    ((new = mkdirat(fd, part, 0777) == 0) || errno == EEXIST))
 			next = openat(fd, part, flags);
+		if (made && next >= 0 && strcmp(part, ".") != 0)
+			made_dir(made, next, part, new);
 		e = errno;
 		close(fd);
 		errno = e;
@@ -849,7 +892,8 @@ static void resolve(const struct options *o, struct target *t)
 		slash[slash == target] = '\0';
 	t->dir = join(slash ? target : ".");
 	free(target);
-	t->dirfd = walk_dirs(AT_FDCWD, t->dir, create);
+	t->dirfd = walk_dirs(AT_FDCWD, t->dir, create, &t->made);
+	made_for = t;
 	if (t->dirfd < 0 && errno == ENOENT && o->filter)
 		no_input(o->file, o);
 	if (t->dirfd < 0 || fstat(t->dirfd, &t->dirst) != 0)
@@ -1734,7 +1778,7 @@ static int snapshot_dir(const struct snapshot *s, int create)
 	int fd;
 
 	sub[slash ? slash - s->rel : 0] = '\0';
-	fd = walk_dirs(s->privfd, *sub ? sub : ".", create);
+	fd = walk_dirs(s->privfd, *sub ? sub : ".", create, NULL);
 	free(sub);
 	return fd;
 }
@@ -2897,6 +2941,38 @@ static int leave(enum outcome out, int status, const struct target *t,
 	return WEXITSTATUS(status);
 }
 
+/* Nothing committed: the directories made for an absent FILE removed
+ * again, deepest first, each only while it is empty and still the one
+ * made, found by ".." from FILE's directory. */
+static void unmake_dirs(struct target *t)
+{
+	struct stat st, in;
+	int cur;
+
+	if (!t || !t->made.n)
+		return;
+	cur = fcntl(t->dirfd, F_DUPFD_CLOEXEC, 0);
+	while (cur >= 0 && t->made.n) {
+		struct made_dir *m = &t->made.dirs[--t->made.n];
+		int up = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (up >= 0 && (fstat(cur, &st) != 0 || st.st_dev != m->dev ||
+		    st.st_ino != m->ino ||
+		    fstatat(up, m->name, &in, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    in.st_dev != m->dev || in.st_ino != m->ino ||
+		    unlinkat(up, m->name, AT_REMOVEDIR) != 0)) {
+			close(up);
+			up = -1;
+		}
+		free(m->name);
+		close(cur);
+		cur = up;
+	}
+	if (cur >= 0)
+		close(cur);
+	forget_made(&t->made);
+}
+
 /* The target's memory and descriptor given back, then code. */
 static int finish(struct target *t, int code)
 {
@@ -2904,6 +2980,8 @@ static int finish(struct target *t, int code)
 	free(t->base);
 	free(t->prefix);
 	free(t->rel);
+	forget_made(&t->made);
+	free(t->made.dirs);
 	close(t->dirfd);
 	return code;
 }
@@ -2959,6 +3037,8 @@ int main(int argc, char **argv)
 		discard(&s);			/* 7. before the next try */
 	}
 	discard(&s);				/* 7. */
+	if (out != COMMITTED)			/* and what 1. made for it */
+		unmake_dirs(&t);
 	check_interrupt();			/* a signal: die by it */
 	if (lock >= 0)
 		close(lock);
