@@ -2791,6 +2791,13 @@ static int place_tree(const struct target *t, const struct snapshot *s,
 		return r;
 	if (errno == ENOENT && check)
 		return 1;	/* DIR went meanwhile */
+	if (errno == ENOENT) {	/* DIR went: back where nothing is */
+		if (renameat2(s->subfd, snapshot_name(s), t->dirfd, t->base,
+		    RENAME_NOREPLACE) == 0)
+			return 0;
+		if (errno == EEXIST && (r = exchange(t, s, 0)) >= 0)
+			return r;
+	}
 	if (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP)
 		die("%s: this filesystem cannot exchange two directories "
 		    "in one step; nothing committed", t->file);
@@ -2844,6 +2851,19 @@ static int place(const struct target *t, const struct snapshot *s,
 	return 0;
 }
 
+/* FILE's directory must still be where FILE names it.  Committing into
+ * one moved away would change what was set aside there (a backup, an
+ * archive), and leave the path FILE without the result. */
+static void refuse_moved(const struct target *t)
+{
+	struct stat was, now;
+
+	if (fstat(t->dirfd, &was) != 0 || stat(t->dir, &now) != 0 ||
+	    was.st_dev != now.st_dev || was.st_ino != now.st_ino)
+		die("%s: its directory %s was moved away or replaced during "
+		    "the run; nothing committed", t->file, t->dir);
+}
+
 /* 6. Commit: the snapshot checked and flushed; then, under the lock the
  * mode calls for, the conflict check and the rename; then FILE's
  * directory flushed. */
@@ -2855,6 +2875,7 @@ static enum outcome commit(const struct target *t, struct snapshot *s,
 
 	if (fd < 0)
 		return NOTHING;
+	refuse_moved(t);
 	lock = commit_lock(t, o, &check);
 	check_interrupt();
 	if ((check && changed(t, s)) || place(t, s, o, check) != 0)
