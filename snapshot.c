@@ -58,6 +58,7 @@ extern char **environ;
  * copies.  What a build has, -V lists. */
 #if defined(__linux__) && !defined(SNAPRUN_POSIX)
 #define HAVE_LINUX 1
+#include <sys/ioctl.h>	/* FIONREAD */
 #include <sys/xattr.h>
 #if !defined(SNAPRUN_PLAIN_COPY)
 #define FAST_COPY 1
@@ -182,6 +183,7 @@ struct snapshot {
 	int outfd;		/* -f: that file, written by snaprun */
 	int outerr;		/* -f: errno of a failed write; -1: a writer
 				 * CMD left behind */
+	long holder;		/* -f: that writer's pid, when known */
 	char *subst;		/* what the placeholder stands for */
 	struct stat orig;	/* FILE's identity and metadata then */
 	char **args;		/* CMD with the placeholder replaced */
@@ -2384,9 +2386,10 @@ static void filter_io(const struct snapshot *s, int io[2], int *from)
 	*from = p[0];
 }
 
-/* Some of what is in the pipe, moved into the file: the bytes moved, 0 at
- * the end, -1 with errno (EAGAIN: nothing there now). */
-static ssize_t move_some(int in, int out)
+/* Some of what is in the pipe, at most max bytes, moved into the file:
+ * the bytes moved, 0 at the end, -1 with errno (EAGAIN: nothing there
+ * now). */
+static ssize_t move_some(int in, int out, size_t max)
 {
 	static char buf[1 << 16];
 	ssize_t n, w, k;
@@ -2394,14 +2397,14 @@ static ssize_t move_some(int in, int out)
 	static int can_splice = 1;
 
 	if (can_splice) {
-		n = splice(in, NULL, out, NULL, 1 << 20,
+		n = splice(in, NULL, out, NULL, max < 1 << 20 ? max : 1 << 20,
 		    SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
 		if (n >= 0 || errno != EINVAL)
 			return n;
 		can_splice = 0;	/* not into this file: read and write */
 	}
 #endif
-	n = read(in, buf, sizeof buf);
+	n = read(in, buf, max < sizeof buf ? max : sizeof buf);
 	for (w = 0; n > 0 && w < n; w += k > 0 ? k : 0)
 		if ((k = write(out, buf + w, (size_t)(n - w))) < 0 &&
 		    errno != EINTR)
@@ -2418,40 +2421,121 @@ static int cmd_ended(void)
 	    WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0;
 }
 
+/* What the pipe holds now: once CMD has ended, all it wrote. */
+static size_t pipe_holds(int fd)
+{
+#ifdef FIONREAD
+	int n;
+
+	if (ioctl(fd, FIONREAD, &n) == 0 && n >= 0)
+		return (size_t)n;
+#endif
+	(void)fd;
+	return 1 << 16;	/* a pipe's usual size, as a bound */
+}
+
+/* CMD ended and all it wrote moved: the pipe at its end, or still held
+ * by a process CMD left running (what it writes is not FILE's). */
+static int pipe_ended(int in)
+{
+	char c;
+	ssize_t n;
+
+	while ((n = read(in, &c, 1)) < 0 && errno == EINTR)
+		;
+	return n == 0 ? 0 : -1;
+}
+
 /* -f: what CMD writes, from the pipe into the new file, in constant
- * memory, until the end; or, once CMD has ended and the pipe is drained,
- * until it is clear that a process CMD left behind still holds the pipe
- * (what it might write later is not FILE's).  Returns 0; an errno for a
- * failed write (the pipe is closed then: CMD sees EPIPE); -1 for a
- * writer left behind. */
+ * memory, until the end.  Once CMD has ended, only what the pipe holds
+ * then is moved: a process CMD left running that keeps writing is not
+ * drained until the disk is full.  Returns 0; an errno for a failed
+ * write (the pipe is closed then: CMD sees EPIPE); -1 for a writer left
+ * behind. */
 static int pump(int in, int out)
 {
 	struct pollfd p;
-	unsigned polls = 0;
-	int ended = 0;
+	size_t left = SIZE_MAX;	/* once CMD ended: what is left to move */
 
 	p.fd = in;
 	p.events = POLLIN;
 	for (;;) {
-		ssize_t n = move_some(in, out);
+		ssize_t n;
 		int r;
 
+		if (left == SIZE_MAX && cmd_ended())
+			left = pipe_holds(in);
+		if (left == 0)
+			return pipe_ended(in);
+		n = move_some(in, out, left);
+		if (n > 0 && left != SIZE_MAX)
+			left -= (size_t)n;
 		if (n > 0 || (n < 0 && errno == EINTR))
 			continue;
 		if (n == 0)
 			return 0;
 		if (errno != EAGAIN)
 			return errno;
-		if (ended)
-			return -1;
-		r = poll(&p, 1, 100);
+		if (left != SIZE_MAX)
+			return pipe_ended(in);
+		r = poll(&p, 1, 50);
 		if (r < 0 && errno != EINTR)
 			return errno;
-		/* Quiet for a while (or long busy): is CMD gone? */
-		if (r == 0 || ++polls % 256 == 0)
-			ended = cmd_ended();
 	}
 }
+
+#ifdef HAVE_LINUX
+/* Does process pid hold the pipe named link ("pipe:[N]")? */
+static int holds(long pid, const char *link)
+{
+	char path[64 + NAME_MAX], got[64];
+	struct dirent *e;
+	ssize_t n;
+	int found = 0;
+	DIR *d;
+
+	snprintf(path, sizeof path, "/proc/%ld/fd", pid);
+	if (!(d = opendir(path)))
+		return 0;
+	while (!found && (e = readdir(d))) {
+		snprintf(path, sizeof path, "/proc/%ld/fd/%s", pid, e->d_name);
+		n = readlink(path, got, sizeof got - 1);
+		found = n > 0 && (size_t)n == strlen(link) &&
+		    memcmp(got, link, (size_t)n) == 0;
+	}
+	closedir(d);
+	return found;
+}
+
+/* The process, other than snaprun, that holds the pipe fd; 0 when none
+ * can be seen. */
+static long pipe_holder(int fd)
+{
+	char link[64];
+	struct dirent *e;
+	struct stat st;
+	long pid = 0;
+	DIR *d;
+
+	if (fstat(fd, &st) != 0 || !(d = opendir("/proc")))
+		return 0;
+	snprintf(link, sizeof link, "pipe:[%ju]", (uintmax_t)st.st_ino);
+	while (!pid && (e = readdir(d))) {
+		long p = atol(e->d_name);
+
+		if (p > 0 && p != (long)getpid() && holds(p, link))
+			pid = p;
+	}
+	closedir(d);
+	return pid;
+}
+#else
+static long pipe_holder(int fd)
+{
+	(void)fd;	/* no portable way to tell */
+	return 0;
+}
+#endif
 
 /* 4. Run CMD, no shell, and wait for it.  Returns its wait status, or
  * -126 or -127 when it could not be started. */
@@ -2489,6 +2573,8 @@ static int run_command(const struct target *t, struct snapshot *s,
 	s->ran = 1;
 	if (from >= 0) {
 		s->outerr = pump(from, s->outfd);
+		if (s->outerr < 0)
+			s->holder = pipe_holder(from);
 		close(from);
 	}
 	/* Reap only once child is cleared: until then the handler may kill
@@ -2680,6 +2766,9 @@ static int ready(const struct target *t, struct snapshot *s,
 	struct stat st;
 	int fd;
 
+	if (s->outerr < 0 && s->holder)
+		die("%s: a process CMD left running (pid %ld) still holds its "
+		    "standard output; nothing committed", t->file, s->holder);
 	if (s->outerr < 0)
 		die("%s: a process CMD left running still holds its standard "
 		    "output; nothing committed", t->file);
