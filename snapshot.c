@@ -186,6 +186,11 @@ struct snapshot {
 	long holder;		/* -f: that writer's pid, when known */
 	char *subst;		/* what the placeholder stands for */
 	struct stat orig;	/* FILE's identity and metadata then */
+	struct stat snap;	/* the snapshot (-f: the read-only copy)
+				 * as taken */
+	size_t entries;		/* a tree: how many below its top */
+	struct timespec mark;	/* a filesystem time after it was taken */
+	int settled;		/* any change since sets a ctime >= mark */
 	char **args;		/* CMD with the placeholder replaced */
 	int ran;		/* CMD ran on it (and nothing was committed) */
 	int keep;		/* -k, for this try */
@@ -2069,6 +2074,7 @@ static const char *fill_tree(const struct target *t, struct snapshot *s)
 		if (copy_tree(s->srcfd, top, t->file, &data, &n,
 		    &failed) == 0 && !replaced(t, s)) {
 			close(top);
+			s->entries = n;
 			snprintf(how, sizeof how, "a tree of %zu entries, %s",
 			    n, data);
 			return how;
@@ -2149,8 +2155,10 @@ static void copy_input(const struct target *t, struct snapshot *s)
 		copy_data(s->srcfd, fd, &s->orig, t->file);
 		copy_metadata(s->srcfd, &s->orig, fd, s->subst);
 	}
+	/* Read-only, and its directory too: an editor that writes in place
+	 * (sed -i) fails, instead of leaving an empty output committed. */
 	if (fchmod(fd, (s->srcfd >= 0 ? s->orig.st_mode : 0444) & 0555) != 0 ||
-	    close(fd) != 0)
+	    close(fd) != 0 || fchmod(dir, S_IRUSR | S_IXUSR) != 0)
 		die("%s:", s->subst);
 	close(dir);
 }
@@ -2177,6 +2185,70 @@ static const char *fill_filter(const struct target *t, const struct options *o,
 	else
 		s->subst = join("");	/* nothing to stand for */
 	return o->copy ? "a filter, {} a read-only copy" : "a filter";
+}
+
+/* Is a before b? */
+static int before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec ||
+	    (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* A filesystem time later than last, the ctime of snaprun's last change
+ * to the snapshot, into *mark: the ctime of a marker file made in the
+ * private directory, touched until its clock has moved past last (a tick
+ * of a coarse clock at most; a fine-grained ctime at once on Linux 6.13
+ * and later), then removed before CMD runs.  Any change from then on, by
+ * CMD or anyone, sets some ctime at or after mark.  0 when that cannot be
+ * had within 100 ms: then every snapshot counts as changed. */
+static int settle(int privfd, const struct timespec *last,
+    struct timespec *mark)
+{
+	static const char name[] = ".snaprun-mark";
+	struct timespec ms = { 0, 1000000 };
+	struct stat st;
+	int fd, tries, ok = 0;
+
+	fd = openat(privfd, name, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600);
+	if (fd < 0)
+		return 0;	/* a name of the --root layout: no mark */
+	for (tries = 0; !ok && tries < 100; tries++) {
+		if ((tries > 1 && nanosleep(&ms, NULL) != 0) ||
+		    (tries && fchmod(fd, tries & 1 ? 0400 : 0600) != 0))
+			break;
+		ok = fstat(fd, &st) == 0 && before(last, &st.st_ctim);
+	}
+	if (ok)
+		*mark = st.st_ctim;
+	close(fd);
+	unlinkat(privfd, name, 0);
+	return ok;
+}
+
+/* The snapshot as taken, and a mark after it, so that the commit can tell
+ * a snapshot that nothing changed (none is committed) and -f a read-only
+ * copy that CMD changed (refused).  Nothing to tell for an absent FILE,
+ * whose snapshot is new, nor for a filter's output. */
+static void mark_taken(const struct target *t, const struct options *o,
+    struct snapshot *s)
+{
+	char *in = join("in/", t->base);
+	struct stat last;
+	int ok;
+
+	if (s->filter)		/* the copy, then its directory made read-only */
+		ok = o->copy &&
+		    fstatat(s->privfd, in, &s->snap, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    fstatat(s->privfd, "in", &last, AT_SYMLINK_NOFOLLOW) == 0;
+	else
+		ok = s->srcfd >= 0 && fstatat(s->subfd, snapshot_name(s),
+		    &s->snap, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    fstatat(s->subfd, snapshot_name(s), &last,
+		    AT_SYMLINK_NOFOLLOW) == 0;
+	if (ok)
+		s->settled = settle(s->privfd, &last.st_ctim, &s->mark);
+	free(in);
 }
 
 /* 2. Take: a new private directory beside FILE, and FILE, held open (the
@@ -2211,6 +2283,7 @@ static void take(const struct target *t, const struct options *o,
 	if (s->subfd < 0)
 		die("%s:", s->path);
 	how = o->filter ? fill_filter(t, o, s) : fill(t, o, s);
+	mark_taken(t, o, s);
 	if (!s->subst)
 		s->subst = join(o->root ? s->priv : s->path);
 	close(s->subfd);	/* walked again at the commit */
@@ -2637,11 +2710,51 @@ static void refuse_writers(int fd, const char *file)
 }
 #endif
 
+/* The same file, by identity, size and times, as when o was taken. */
+static int same_version(const struct stat *now, const struct stat *o)
+{
+	return now->st_dev == o->st_dev && now->st_ino == o->st_ino &&
+	    now->st_size == o->st_size &&
+	    now->st_mtim.tv_sec == o->st_mtim.tv_sec &&
+	    now->st_mtim.tv_nsec == o->st_mtim.tv_nsec &&
+	    now->st_ctim.tv_sec == o->st_ctim.tv_sec &&
+	    now->st_ctim.tv_nsec == o->st_ctim.tv_nsec;
+}
+
+/* Is st (the snapshot, or the top of its tree, now) as it was taken, and
+ * unchanged since its mark?  Then CMD changed nothing: no commit. */
+static int untouched(const struct snapshot *s, const struct stat *st)
+{
+	return s->settled && !s->filter && same_version(st, &s->snap) &&
+	    before(&st->st_ctim, &s->mark);
+}
+
+/* -f: in filter mode the new version is what CMD writes on its standard
+ * output.  A read-only copy that CMD changed or replaced anyway (root
+ * ignores modes) means CMD edited it instead: nothing is committed. */
+static void refuse_edited_input(const struct target *t,
+    const struct snapshot *s)
+{
+	char *in = join("in/", t->base);
+	struct stat st;
+	int same = fstatat(s->privfd, in, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    same_version(&st, &s->snap);
+
+	free(in);
+	if (!same)
+		die("%s: CMD changed or replaced %s, the read-only copy; in "
+		    "filter mode the new version is what CMD writes on "
+		    "standard output; nothing committed", t->file, s->subst);
+}
+
 /* The new tree checked before it is committed. */
 struct check {
 	dev_t dev;		/* its filesystem */
 	int sync;		/* each file and directory flushed on its own */
 	const char *file;	/* DIR, for messages */
+	struct timespec mark;	/* the snapshot's mark */
+	size_t entries;		/* how many entries below the top */
+	int touched;		/* an entry with a ctime at or after mark */
 };
 
 /* Nothing but directories, regular files and symbolic links. */
@@ -2653,6 +2766,8 @@ static int check_entry(struct walk *w, int dir, const char *name)
 
 	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 		return -1;
+	k->entries++;
+	k->touched |= !before(&st.st_ctim, &k->mark);
 	if (S_ISDIR(st.st_mode))
 		return 1;
 	if (S_ISLNK(st.st_mode))
@@ -2703,15 +2818,22 @@ static int ready_tree(const struct target *t, struct snapshot *s,
 	if (fd < 0 || fstat(fd, &st) != 0)
 		die("%s:", s->path);
 	memset(&w, 0, sizeof w);
+	memset(&k, 0, sizeof k);
 	k.dev = st.st_dev;
 	k.file = t->file;
 	k.sync = o->sync && !HAVE_SYNCFS;
+	k.mark = s->mark;
 	w.entry = check_entry;
 	w.down = check_down;
 	w.done = check_done;
 	w.data = &k;
 	if (walk_tree(&w, fd) != 0)
 		die("%s/%s:", s->path, w.failed);
+	/* Any write, create, delete, rename or chmod sets some ctime. */
+	if (!k.touched && k.entries == s->entries && untouched(s, &st)) {
+		close(fd);
+		return -2;
+	}
 	if (s->srcfd >= 0)
 		copy_metadata(s->srcfd, &s->orig, fd, s->path);
 #if HAVE_SYNCFS
@@ -2757,8 +2879,9 @@ static int open_snapshot(const struct snapshot *s, const char *file)
 }
 
 /* 6a. Only a self-contained snapshot that nothing still writes to, with
- * FILE's metadata and on disk, may replace FILE.  Returns it open, or -1
- * when FILE was absent and CMD made nothing. */
+ * FILE's metadata and on disk, may replace FILE.  Returns it open, -1
+ * when FILE was absent and CMD made nothing, or -2 when CMD left it as it
+ * was taken. */
 static int ready(const struct target *t, struct snapshot *s,
     const struct options *o)
 {
@@ -2772,6 +2895,8 @@ static int ready(const struct target *t, struct snapshot *s,
 	if (s->outerr < 0)
 		die("%s: a process CMD left running still holds its standard "
 		    "output; nothing committed", t->file);
+	if (s->filter && o->copy)
+		refuse_edited_input(t, s);
 	if (s->outfd >= 0 && close(s->outfd) != 0)
 		die("%s:", s->path);
 	s->outfd = -1;
@@ -2800,6 +2925,10 @@ static int ready(const struct target *t, struct snapshot *s,
 		    "committed", t->file);
 		return -1;
 	}
+	if (fstat(fd, &st) == 0 && untouched(s, &st)) {
+		close(fd);
+		return -2;
+	}
 	if (hot_journal(s->subfd, snapshot_name(s), side, sizeof side))
 		die("%s: %s is not empty (database not closed cleanly); "
 		    "nothing committed", t->file, side);
@@ -2816,7 +2945,6 @@ static int ready(const struct target *t, struct snapshot *s,
  * file cannot come back with its number. */
 static int changed(const struct target *t, const struct snapshot *s)
 {
-	const struct stat *o = &s->orig;
 	struct stat now;
 
 	if (fstatat(t->dirfd, t->base, &now, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -2824,12 +2952,7 @@ static int changed(const struct target *t, const struct snapshot *s)
 			die("%s:", t->file);
 		return s->srcfd >= 0;
 	}
-	return s->srcfd < 0 || now.st_dev != o->st_dev ||
-	    now.st_ino != o->st_ino || now.st_size != o->st_size ||
-	    now.st_mtim.tv_sec != o->st_mtim.tv_sec ||
-	    now.st_mtim.tv_nsec != o->st_mtim.tv_nsec ||
-	    now.st_ctim.tv_sec != o->st_ctim.tv_sec ||
-	    now.st_ctim.tv_nsec != o->st_ctim.tv_nsec;
+	return s->srcfd < 0 || !same_version(&now, &s->orig);
 }
 
 #if HAVE_EXCHANGE
@@ -2953,6 +3076,29 @@ static void refuse_moved(const struct target *t)
 		    "the run; nothing committed", t->file, t->dir);
 }
 
+/* 6, when CMD left the snapshot as it was taken: nothing to commit (no
+ * rename, no flush).  FILE changed meanwhile all the same: most likely
+ * CMD wrote FILE itself, not its snapshot, and FILE stays as CMD made it
+ * (committing the untouched snapshot would undo that edit). */
+static enum outcome unchanged(const struct target *t,
+    const struct snapshot *s, const struct options *o)
+{
+	if (!changed(t, s))
+		note("%s: CMD left the snapshot as it was; nothing to commit",
+		    t->file);
+	else if (o->copy)
+		say("%s: changed during the run while its snapshot %s was "
+		    "not: CMD most likely wrote %s instead of %s; FILE left as "
+		    "it is, nothing committed", t->file, o->placeholder,
+		    t->file, o->placeholder);
+	else
+		say("%s: changed during the run while its snapshot was not, "
+		    "and CMD has no %s: CMD most likely wrote %s itself (is %s "
+		    "missing?); FILE left as it is, nothing committed",
+		    t->file, o->placeholder, t->file, o->placeholder);
+	return NOTHING;
+}
+
 /* 6. Commit: the snapshot checked and flushed; then, under the lock the
  * mode calls for, the conflict check and the rename; then FILE's
  * directory flushed. */
@@ -2962,6 +3108,8 @@ static enum outcome commit(const struct target *t, struct snapshot *s,
 	enum outcome out = COMMITTED;
 	int fd = ready(t, s, o), lock, check;
 
+	if (fd == -2)
+		return unchanged(t, s, o);
 	if (fd < 0)
 		return NOTHING;
 	refuse_moved(t);
