@@ -376,7 +376,8 @@ static const char help[] =
 "  -x, --lock              serialise whole runs on FILE\n"
 "  -w, --wait=SECONDS      give up on the lock after SECONDS (implies -x)\n"
 "  -n, --nonblock          give up at once if the lock is taken (implies -x)\n"
-"      --missing=MODE      FILE absent: absent (default), empty or error\n"
+"      --missing=MODE      FILE absent: absent (default; -f: an error),\n"
+"                          empty or error\n"
 "  -f, --filter            CMD reads FILE on stdin; its stdout becomes\n"
 "                          FILE's next version; {} is a read-only copy\n"
 "      --no-sync           skip every fsync (for rebuildable caches)\n"
@@ -807,7 +808,7 @@ static int walk_dirs(int at, const char *path, int create, struct made *made)
 		int next = openat(fd, part, flags), new = 0;
 
 		if (next < 0 && errno == ENOENT && create &&
-		    ((new = mkdirat(fd, part, 0777) == 0) || errno == EEXIST))
+		    ((new = (mkdirat(fd, part, 0777) == 0)) || errno == EEXIST))
 			next = openat(fd, part, flags);
 		if (made && next >= 0 && strcmp(part, ".") != 0)
 			made_dir(made, next, part, new);
@@ -2563,7 +2564,6 @@ static int holds(long pid, const char *link)
 {
 	char path[64 + NAME_MAX], got[64];
 	struct dirent *e;
-	ssize_t n;
 	int found = 0;
 	DIR *d;
 
@@ -2571,6 +2571,8 @@ static int holds(long pid, const char *link)
 	if (!(d = opendir(path)))
 		return 0;
 	while (!found && (e = readdir(d))) {
+		ssize_t n;
+
 		snprintf(path, sizeof path, "/proc/%ld/fd/%s", pid, e->d_name);
 		n = readlink(path, got, sizeof got - 1);
 		found = n > 0 && (size_t)n == strlen(link) &&
