@@ -807,9 +807,11 @@ static int walk_dirs(int at, const char *path, int create, struct made *made)
 	    part = strtok_r(NULL, "/", &save)) {
 		int next = openat(fd, part, flags), new = 0;
 
-		if (next < 0 && errno == ENOENT && create &&
-		    ((new = (mkdirat(fd, part, 0777) == 0)) || errno == EEXIST))
-			next = openat(fd, part, flags);
+		if (next < 0 && errno == ENOENT && create) {
+			new = mkdirat(fd, part, 0777) == 0;
+			if (new || errno == EEXIST)
+				next = openat(fd, part, flags);
+		}
 		if (made && next >= 0 && strcmp(part, ".") != 0)
 			made_dir(made, next, part, new);
 		e = errno;
@@ -2238,9 +2240,10 @@ static void mark_taken(const struct target *t, const struct options *o,
 	struct stat last;
 	int ok;
 
-	if (s->filter)		/* the copy, then its directory made read-only */
-		ok = o->copy &&
-		    fstatat(s->privfd, in, &s->snap, AT_SYMLINK_NOFOLLOW) == 0 &&
+	/* -f: the copy, then its directory, made read-only after it */
+	if (s->filter)
+		ok = o->copy && fstatat(s->privfd, in, &s->snap,
+		    AT_SYMLINK_NOFOLLOW) == 0 &&
 		    fstatat(s->privfd, "in", &last, AT_SYMLINK_NOFOLLOW) == 0;
 	else
 		ok = s->srcfd >= 0 && fstatat(s->subfd, snapshot_name(s),
@@ -3085,18 +3088,22 @@ static void refuse_moved(const struct target *t)
 static enum outcome unchanged(const struct target *t,
     const struct snapshot *s, const struct options *o)
 {
+	/* Where other runs commit freely, one of them may have. */
+	const char *or = o->lock || o->conflict != OVERWRITE ? "" :
+	    " (or another run committed meanwhile)";
+
 	if (!changed(t, s))
 		note("%s: CMD left the snapshot as it was; nothing to commit",
 		    t->file);
 	else if (o->copy)
 		say("%s: changed during the run while its snapshot %s was "
-		    "not: CMD most likely wrote %s instead of %s; FILE left as "
-		    "it is, nothing committed", t->file, o->placeholder,
-		    t->file, o->placeholder);
+		    "not: CMD most likely wrote %s instead of %s%s; FILE left "
+		    "as it is, nothing committed", t->file, o->placeholder,
+		    t->file, o->placeholder, or);
 	else
 		say("%s: changed during the run while its snapshot was not, "
-		    "and CMD has no %s: CMD most likely wrote %s itself (is %s "
-		    "missing?); FILE left as it is, nothing committed",
+		    "and CMD has no %s: CMD most likely wrote %s itself (is "
+		    "%s missing?); FILE left as it is, nothing committed",
 		    t->file, o->placeholder, t->file, o->placeholder);
 	return NOTHING;
 }

@@ -675,8 +675,10 @@ a_goes() {
 	# 0.2.0 read on until the pipe had been busy for 256 polls; a margin
 	# of 100 writes (a second) is far from both
 	sleep 0.2
-	note "the writer wrote $(cat count) times"
-	[ "$(cat count)" -lt 100 ]
+	# (none at all when the pipe closed before its first write)
+	n=$(cat count 2>/dev/null || echo 0)
+	note "the writer wrote $n times"
+	[ "$n" -lt 100 ]
 }
 
 @test "-f warns about FILE's other hard links, as the default mode does" {
