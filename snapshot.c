@@ -2197,30 +2197,34 @@ static int before(const struct timespec *a, const struct timespec *b)
 	    (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
-/* A filesystem time later than last, the ctime of snaprun's last change
- * to the snapshot, into *mark: the ctime of a marker file made in the
- * private directory, touched until its clock has moved past last (a tick
- * of a coarse clock at most; a fine-grained ctime at once on Linux 6.13
- * and later), then removed before CMD runs.  Any change from then on, by
- * CMD or anyone, sets some ctime at or after mark.  0 when that cannot be
- * had within 100 ms: then every snapshot counts as changed. */
-static int settle(int privfd, const struct timespec *last,
-    struct timespec *mark)
+/* A filesystem time later than every change snaprun made to the
+ * snapshot, into *mark: a marker file is made in the private directory
+ * (its change time is at or after all of them) and touched until its
+ * change time has moved past that (a tick of a coarse clock at most; at
+ * once with the fine-grained times of Linux 6.13 and later), then removed
+ * before CMD runs.  Any change from then on, by CMD or anyone, sets some
+ * change time at or after mark.  0 when that cannot be had within about
+ * 100 ms: then every snapshot counts as changed. */
+static int settle(int privfd, struct timespec *mark)
 {
 	static const char name[] = ".snaprun-mark";
-	struct timespec ms = { 0, 1000000 };
+	struct timespec ms = { 0, 1000000 }, made;
 	struct stat st;
 	int fd, tries, ok = 0;
 
 	fd = openat(privfd, name, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
 	    O_CLOEXEC, 0600);
-	if (fd < 0)
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		if (fd >= 0)
+			close(fd);
 		return 0;	/* a name of the --root layout: no mark */
-	for (tries = 0; !ok && tries < 100; tries++) {
+	}
+	made = st.st_ctim;
+	for (tries = 1; !ok && tries < 100; tries++) {
 		if ((tries > 1 && nanosleep(&ms, NULL) != 0) ||
-		    (tries && fchmod(fd, tries & 1 ? 0400 : 0600) != 0))
+		    fchmod(fd, tries & 1 ? 0400 : 0600) != 0)
 			break;
-		ok = fstat(fd, &st) == 0 && before(last, &st.st_ctim);
+		ok = fstat(fd, &st) == 0 && before(&made, &st.st_ctim);
 	}
 	if (ok)
 		*mark = st.st_ctim;
@@ -2237,21 +2241,16 @@ static void mark_taken(const struct target *t, const struct options *o,
     struct snapshot *s)
 {
 	char *in = join("in/", t->base);
-	struct stat last;
 	int ok;
 
-	/* -f: the copy, then its directory, made read-only after it */
 	if (s->filter)
 		ok = o->copy && fstatat(s->privfd, in, &s->snap,
-		    AT_SYMLINK_NOFOLLOW) == 0 &&
-		    fstatat(s->privfd, "in", &last, AT_SYMLINK_NOFOLLOW) == 0;
+		    AT_SYMLINK_NOFOLLOW) == 0;
 	else
 		ok = s->srcfd >= 0 && fstatat(s->subfd, snapshot_name(s),
-		    &s->snap, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    fstatat(s->subfd, snapshot_name(s), &last,
-		    AT_SYMLINK_NOFOLLOW) == 0;
+		    &s->snap, AT_SYMLINK_NOFOLLOW) == 0;
 	if (ok)
-		s->settled = settle(s->privfd, &last.st_ctim, &s->mark);
+		s->settled = settle(s->privfd, &s->mark);
 	free(in);
 }
 
