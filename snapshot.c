@@ -886,6 +886,7 @@ static void resolve(const struct options *o, struct target *t)
 	int create = !o->clean && (o->missing == EMPTY ||
 	    (o->missing == ABSENT && !o->filter));
 
+	memset(&t->made, 0, sizeof t->made);
 	if (!*o->file)
 		die("FILE: the name is empty");
 	target = final_target(o->file, &st);
