@@ -58,6 +58,7 @@ extern char **environ;
  * copies.  What a build has, -V lists. */
 #if defined(__linux__) && !defined(SNAPRUN_POSIX)
 #define HAVE_LINUX 1
+#include <sys/ioctl.h>	/* FIONREAD */
 #include <sys/xattr.h>
 #if !defined(SNAPRUN_PLAIN_COPY)
 #define FAST_COPY 1
@@ -141,6 +142,18 @@ struct options {
 	int copy;		/* CMD has the placeholder */
 };
 
+/* The directories a run made for an absent FILE, the last parts of its
+ * directory, each as it was made: removed again when nothing is
+ * committed. */
+struct made {
+	struct made_dir {
+		dev_t dev;
+		ino_t ino;
+		char *name;
+	} *dirs;
+	size_t n, room;
+};
+
 /* FILE resolved (step 1), the same for every try. */
 struct target {
 	const char *file;	/* FILE as given, for messages */
@@ -152,6 +165,7 @@ struct target {
 	int dirfd;		/* dir, opened without following links */
 	struct stat dirst;	/* dir's owner and mode: who may lock here */
 	uid_t owner;		/* FILE's owner; (uid_t)-1 when absent */
+	struct made made;	/* the directories made for it */
 };
 
 /* One snapshot (step 2), handed on to run, commit and discard. */
@@ -169,8 +183,14 @@ struct snapshot {
 	int outfd;		/* -f: that file, written by snaprun */
 	int outerr;		/* -f: errno of a failed write; -1: a writer
 				 * CMD left behind */
+	long holder;		/* -f: that writer's pid, when known */
 	char *subst;		/* what the placeholder stands for */
 	struct stat orig;	/* FILE's identity and metadata then */
+	struct stat snap;	/* the snapshot (-f: the read-only copy)
+				 * as taken */
+	size_t entries;		/* a tree: how many below its top */
+	struct timespec mark;	/* a filesystem time after it was taken */
+	int settled;		/* any change since sets a ctime >= mark */
 	char **args;		/* CMD with the placeholder replaced */
 	int ran;		/* CMD ran on it (and nothing was committed) */
 	int keep;		/* -k, for this try */
@@ -184,6 +204,8 @@ struct signals {
 };
 
 static struct snapshot *live;		/* what die() and signals discard */
+static struct target *made_for;		/* whose made directories they
+					 * remove again */
 static volatile pid_t child;		/* CMD, while it runs */
 static volatile sig_atomic_t caught;	/* a terminating signal received */
 static volatile sig_atomic_t timed_out;	/* -w ran out */
@@ -240,6 +262,7 @@ PRINTF(1, 2) static void note(const char *fmt, ...)
 }
 
 static void discard(struct snapshot *s);
+static void unmake_dirs(struct target *t);
 
 /* End by signal sig, as CMD did or as snaprun was told to, without a
  * core dump: shells and make then see the interrupt. */
@@ -270,6 +293,7 @@ PRINTF(1, 2) static _Noreturn void die(const char *fmt, ...)
 		va_end(ap);
 	}
 	discard(live);
+	unmake_dirs(made_for);
 	if (caught)
 		die_by(caught);
 	exit(EXIT_FAILED);
@@ -279,6 +303,7 @@ static void check_interrupt(void)
 {
 	if (caught) {
 		discard(live);
+		unmake_dirs(made_for);
 		die_by(caught);
 	}
 }
@@ -351,7 +376,8 @@ static const char help[] =
 "  -x, --lock              serialise whole runs on FILE\n"
 "  -w, --wait=SECONDS      give up on the lock after SECONDS (implies -x)\n"
 "  -n, --nonblock          give up at once if the lock is taken (implies -x)\n"
-"      --missing=MODE      FILE absent: absent (default), empty or error\n"
+"      --missing=MODE      FILE absent: absent (default; -f: an error),\n"
+"                          empty or error\n"
 "  -f, --filter            CMD reads FILE on stdin; its stdout becomes\n"
 "                          FILE's next version; {} is a read-only copy\n"
 "      --no-sync           skip every fsync (for rebuildable caches)\n"
@@ -410,15 +436,36 @@ static int pick(const char *option, const char *arg, const char *const *names)
 	die("%s: %s", option, why);
 }
 
-static long parse_number(const char *option, const char *s, long max)
+/* s as a whole number from 0 to max: digits only, no sign or space. */
+static int whole_number(const char *s, long max, long *n)
 {
 	char *end;
+
+	if (*s < '0' || *s > '9')
+		return 0;
+	errno = 0;
+	*n = strtol(s, &end, 10);
+	return !errno && !*end && *n <= max;
+}
+
+static long parse_number(const char *option, const char *s, long max)
+{
 	long n;
 
-	errno = 0;
-	n = strtol(s, &end, 10);
-	if (errno || end == s || *end || n < 0 || n > max)
-		die("%s: not a number in range", option);
+	if (!whole_number(s, max, &n))
+		die("%s: '%s' is not a number from 0 to %ld", option, s, max);
+	return n;
+}
+
+/* A status of the --commit-on list, which is named whole when wrong (it
+ * may be FILE, taken as the option's value). */
+static long exit_status(const char *list, const char *s)
+{
+	long n;
+
+	if (!whole_number(s, 255, &n))
+		die("--commit-on: '%s' is not a list of exit statuses from 0 "
+		    "to 255 (such as 0,1 or 0-2)", list);
 	return n;
 }
 
@@ -426,26 +473,26 @@ static long parse_number(const char *option, const char *s, long max)
 static void parse_commit_on(const char *list, unsigned char *set)
 {
 	char *copy = join(list), *tok, *save, *dash;
-	int n = 0;
+	size_t n = strlen(list);
 
+	if (!n || *list == ',' || list[n - 1] == ',' || strstr(list, ",,"))
+		die("--commit-on: '%s' has an empty item", list);
 	memset(set, 0, 256);
 	for (tok = strtok_r(copy, ",", &save); tok;
-	    tok = strtok_r(NULL, ",", &save), n++) {
+	    tok = strtok_r(NULL, ",", &save)) {
 		long lo, hi;
 
 		dash = strchr(tok, '-');
 		if (dash)
 			*dash = '\0';
-		lo = parse_number("--commit-on", tok, 255);
-		hi = dash ? parse_number("--commit-on", dash + 1, 255) : lo;
+		lo = exit_status(list, tok);
+		hi = dash ? exit_status(list, dash + 1) : lo;
 		if (lo > hi)
-			die("--commit-on: range runs backwards");
+			die("--commit-on: '%s': a range runs backwards", list);
 		while (lo <= hi)
 			set[lo++] = 1;
 	}
 	free(copy);
-	if (!n)
-		die("--commit-on: empty list");
 }
 
 static double parse_wait(const char *s)
@@ -647,6 +694,21 @@ static char *splice_link(const char *link, const char *file, const char *rest)
 	return join(target, rest);	/* rest is empty or starts with '/' */
 }
 
+/* The kernel finds nothing at "missing/.." (ENOENT): neither may a walk
+ * that would make the missing directory first.  rest is what follows a
+ * part that is absent. */
+static void refuse_dotdot(const char *rest, const char *file)
+{
+	char part[NAME_MAX + 1];
+	size_t at = 0;
+
+	while (next_part(rest, &at, part, file))
+		if (strcmp(part, "..") == 0) {
+			errno = ENOENT;
+			die("%s:", file);
+		}
+}
+
 /* FILE's final target.  Every symbolic link on the way is followed by
  * hand, part by part, each under may_follow(); a missing part ends the
  * walk with the rest as given.  *st is the target's lstat, st_mode 0
@@ -672,6 +734,7 @@ static char *final_target(const char *file, struct stat *st)
 		if (lstat(cand, st) != 0) {
 			if (errno != ENOENT)
 				die("%s:", file);
+			refuse_dotdot(todo + at, file);
 			memset(st, 0, sizeof *st);
 			free(done);
 			done = join(cand, todo + at);
@@ -708,10 +771,33 @@ static char *final_target(const char *file, struct stat *st)
 	return done;
 }
 
+static void forget_made(struct made *m)
+{
+	while (m->n)
+		free(m->dirs[--m->n].name);
+}
+
+/* The directory part, opened as fd, made by this run: remembered, after
+ * those made just before it (a part that was there starts afresh). */
+static void made_dir(struct made *m, int fd, const char *part, int made)
+{
+	struct stat st;
+
+	if (!made || fstat(fd, &st) != 0) {
+		forget_made(m);
+		return;
+	}
+	m->dirs = grow(m->dirs, m->n, &m->room, sizeof *m->dirs);
+	m->dirs[m->n].dev = st.st_dev;
+	m->dirs[m->n].ino = st.st_ino;
+	m->dirs[m->n++].name = join(part);
+}
+
 /* Open the directory path below at part by part, never through a
- * symbolic link; with create, make the parts that are missing (mkdir -p).
- * The descriptor returned can be read and flushed. */
-static int walk_dirs(int at, const char *path, int create)
+ * symbolic link; with create, make the parts that are missing (mkdir -p),
+ * and note them in made (when not NULL).  The descriptor returned can be
+ * read and flushed. */
+static int walk_dirs(int at, const char *path, int create, struct made *made)
 {
 	char *copy = join(path), *part, *save;
 	int flags = O_WALK | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, e;
@@ -719,11 +805,15 @@ static int walk_dirs(int at, const char *path, int create)
 
 	for (part = strtok_r(copy, "/", &save); fd >= 0 && part;
 	    part = strtok_r(NULL, "/", &save)) {
-		int next = openat(fd, part, flags);
+		int next = openat(fd, part, flags), new = 0;
 
-		if (next < 0 && errno == ENOENT && create &&
-		    (mkdirat(fd, part, 0777) == 0 || errno == EEXIST))
-			next = openat(fd, part, flags);
+		if (next < 0 && errno == ENOENT && create) {
+			new = mkdirat(fd, part, 0777) == 0;
+			if (new || errno == EEXIST)
+				next = openat(fd, part, flags);
+		}
+		if (made && next >= 0 && strcmp(part, ".") != 0)
+			made_dir(made, next, part, new);
 		e = errno;
 		close(fd);
 		errno = e;
@@ -744,12 +834,12 @@ static int walk_dirs(int at, const char *path, int create)
 /* With --root, the snapshot sits at FILE's path below DIR. */
 static char *path_below_root(const char *rootdir, const struct target *t)
 {
-	char *root = realpath(rootdir, NULL), *dir = realpath(t->dir, NULL);
-	char *rel;
+	char *root = realpath(rootdir, NULL), *dir, *rel;
 	size_t n;
 
 	if (!root)
-		die("%s:", rootdir);
+		die("--root: %s:", rootdir);
+	dir = realpath(t->dir, NULL);
 	if (!dir)
 		die("%s:", t->dir);
 	n = strcmp(root, "/") == 0 ? 0 : strlen(root);
@@ -774,14 +864,29 @@ static char *name_prefix(const char *base)
 	return p;
 }
 
+/* -f on an absent FILE: as every filter fails on a missing input (a
+ * misspelt name must not become an empty file), unless --missing=empty. */
+static void no_input(const char *file, const struct options *o)
+{
+	if (o->missing == EMPTY)
+		return;
+	errno = ENOENT;
+	if (o->missing == ERROR)
+		die("%s:", file);
+	die("%s: %s (--missing=empty starts a filter from an empty file)",
+	    file, strerror(ENOENT));
+}
+
 /* 1. Resolve: FILE's final target, its directory opened (and, for an
  * absent FILE, created unless --missing=error). */
 static void resolve(const struct options *o, struct target *t)
 {
 	struct stat st;
 	char *target, *slash;
-	int create = o->missing != ERROR && !o->clean;
+	int create = !o->clean && (o->missing == EMPTY ||
+	    (o->missing == ABSENT && !o->filter));
 
+	memset(&t->made, 0, sizeof t->made);
 	if (!*o->file)
 		die("FILE: the name is empty");
 	target = final_target(o->file, &st);
@@ -798,7 +903,10 @@ static void resolve(const struct options *o, struct target *t)
 		slash[slash == target] = '\0';
 	t->dir = join(slash ? target : ".");
 	free(target);
-	t->dirfd = walk_dirs(AT_FDCWD, t->dir, create);
+	t->dirfd = walk_dirs(AT_FDCWD, t->dir, create, &t->made);
+	made_for = t;
+	if (t->dirfd < 0 && errno == ENOENT && o->filter)
+		no_input(o->file, o);
 	if (t->dirfd < 0 || fstat(t->dirfd, &t->dirst) != 0)
 		die("%s:", t->dir);
 	if (o->filter && S_ISDIR(st.st_mode))
@@ -817,6 +925,15 @@ static int trusted(const struct target *t, uid_t uid)
 {
 	return !(t->dirst.st_mode & S_ISVTX) || uid == geteuid() || uid == 0 ||
 	    uid == t->owner || uid == t->dirst.st_uid;
+}
+
+/* snaprun works beside FILE: a directory it may not write in is named
+ * with what snaprun wants there. */
+static void unwritable_dir(const char *dir)
+{
+	if (errno == EACCES || errno == EPERM || errno == EROFS)
+		die("%s: snaprun needs to write in FILE's directory (its "
+		    "snapshot and lock go beside FILE):", dir);
 }
 
 /* Open ".BASE.snaprun.lock".  Without O_CREAT first: with
@@ -847,6 +964,8 @@ static int open_lock(const struct target *t, int create)
 		if (fd >= 0 || errno != ENOENT || !create)
 			break;
 		fd = openat(t->dirfd, name, flags | O_CREAT | O_EXCL, 0644);
+		if (fd < 0 && errno != EEXIST)
+			unwritable_dir(t->dir);
 		/* Every user of FILE must be able to open it, whatever our
 		 * umask. */
 		if (fd >= 0 && fchmod(fd, 0644) != 0)
@@ -891,9 +1010,18 @@ static int still_there(const struct target *t, int fd)
 	return same;
 }
 
-/* flock(2) fd; 0 when it is taken (LOCK_NB) or -w ran out. */
+/* flock(2) fd; 0 when it is taken (LOCK_NB) or -w ran out.  With -v, a
+ * wait is announced, once. */
 static int take_lock(const struct target *t, int fd, int how)
 {
+	static int said;
+
+	if (verbose && !said && !(how & LOCK_NB) &&
+	    flock(fd, how | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+		said = 1;
+		note("%s: waiting for the lock another run holds (pid %ld "
+		    "waits)", t->file, (long)getpid());
+	}
 	while (flock(fd, how) != 0) {
 		if (errno == EWOULDBLOCK || timed_out)
 			return 0;
@@ -1389,6 +1517,7 @@ static void make_private_dir(const struct target *t, struct snapshot *s)
 			if (errno == EEXIST)
 				continue;
 			s->name[0] = '\0';
+			unwritable_dir(t->dir);
 			die("%s:", t->dir);
 		}
 		live = s;
@@ -1660,7 +1789,7 @@ static int snapshot_dir(const struct snapshot *s, int create)
 	int fd;
 
 	sub[slash ? slash - s->rel : 0] = '\0';
-	fd = walk_dirs(s->privfd, *sub ? sub : ".", create);
+	fd = walk_dirs(s->privfd, *sub ? sub : ".", create, NULL);
 	free(sub);
 	return fd;
 }
@@ -1757,6 +1886,7 @@ static int copy_file(struct walk *w, struct copy *c, int dir, const char *name,
 {
 	const char *first = st->st_nlink > 1 ? linked(c, st) : NULL;
 	struct timespec ts[2];
+	char *rel, *path;
 	int in, out;
 
 	if (first)
@@ -1770,12 +1900,17 @@ static int copy_file(struct walk *w, struct copy *c, int dir, const char *name,
 		close(in);
 		return -1;
 	}
-	c->how = copy_data(in, out, st, c->file);
-	copy_metadata(in, st, out, c->file);
+	/* A failure names the file: which of thousands filled the disk */
+	rel = walk_path(w, name);
+	path = path_cat(c->file, rel);
+	c->how = copy_data(in, out, st, path);
+	copy_metadata(in, st, out, path);
 	ts[0] = st->st_atim;
 	ts[1] = st->st_mtim;
 	if (futimens(out, ts) != 0 || close(out) != 0)
-		copy_failed(c->file);
+		copy_failed(path);
+	free(path);
+	free(rel);
 	close(in);
 	if (st->st_nlink > 1)
 		add_link(c, st, walk_path(w, name));
@@ -1943,6 +2078,7 @@ static const char *fill_tree(const struct target *t, struct snapshot *s)
 		if (copy_tree(s->srcfd, top, t->file, &data, &n,
 		    &failed) == 0 && !replaced(t, s)) {
 			close(top);
+			s->entries = n;
 			snprintf(how, sizeof how, "a tree of %zu entries, %s",
 			    n, data);
 			return how;
@@ -1963,6 +2099,14 @@ static const char *fill_tree(const struct target *t, struct snapshot *s)
 	die("%s: replaced again and again while being copied", t->file);
 }
 
+/* FILE's other names keep the old version. */
+static void warn_links(const struct target *t, const struct snapshot *s)
+{
+	if (s->orig.st_nlink > 1)
+		say("%s: has %ju hard links; the commit replaces this name "
+		    "only", t->file, (uintmax_t)s->orig.st_nlink);
+}
+
 /* FILE, or an empty file for --missing=empty, into the snapshot. */
 static const char *fill(const struct target *t, const struct options *o,
     struct snapshot *s)
@@ -1980,9 +2124,7 @@ static const char *fill(const struct target *t, const struct options *o,
 			die("%s:", s->path);
 		how = copy_data(s->srcfd, out, &s->orig, t->file);
 		copy_metadata(s->srcfd, &s->orig, out, s->path);
-		if (s->orig.st_nlink > 1)
-			say("%s: has %ju hard links; the commit replaces this "
-			    "name only", t->file, (uintmax_t)s->orig.st_nlink);
+		warn_links(t, s);
 	} else if (o->missing == ERROR) {
 		errno = ENOENT;
 		die("%s:", t->file);
@@ -2017,8 +2159,10 @@ static void copy_input(const struct target *t, struct snapshot *s)
 		copy_data(s->srcfd, fd, &s->orig, t->file);
 		copy_metadata(s->srcfd, &s->orig, fd, s->subst);
 	}
+	/* Read-only, and its directory too: an editor that writes in place
+	 * (sed -i) fails, instead of leaving an empty output committed. */
 	if (fchmod(fd, (s->srcfd >= 0 ? s->orig.st_mode : 0444) & 0555) != 0 ||
-	    close(fd) != 0)
+	    close(fd) != 0 || fchmod(dir, S_IRUSR | S_IXUSR) != 0)
 		die("%s:", s->subst);
 	close(dir);
 }
@@ -2031,10 +2175,9 @@ static const char *fill_filter(const struct target *t, const struct options *o,
 {
 	s->filter = 1;
 	s->srcfd = open_source(t, &s->orig);
-	if (s->srcfd < 0 && o->missing == ERROR) {
-		errno = ENOENT;
-		die("%s:", t->file);
-	}
+	if (s->srcfd < 0)
+		no_input(t->file, o);
+	warn_links(t, s);
 	/* An absent FILE's next version is a new file, made as any other. */
 	s->outfd = openat(s->subfd, snapshot_name(s),
 	    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
@@ -2046,6 +2189,70 @@ static const char *fill_filter(const struct target *t, const struct options *o,
 	else
 		s->subst = join("");	/* nothing to stand for */
 	return o->copy ? "a filter, {} a read-only copy" : "a filter";
+}
+
+/* Is a before b? */
+static int before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec ||
+	    (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* A filesystem time later than every change snaprun made to the
+ * snapshot, into *mark: a marker file is made in the private directory
+ * (its change time is at or after all of them) and touched until its
+ * change time has moved past that (a tick of a coarse clock at most; at
+ * once with the fine-grained times of Linux 6.13 and later), then removed
+ * before CMD runs.  Any change from then on, by CMD or anyone, sets some
+ * change time at or after mark.  0 when that cannot be had within about
+ * 100 ms: then every snapshot counts as changed. */
+static int settle(int privfd, struct timespec *mark)
+{
+	static const char name[] = ".snaprun-mark";
+	struct timespec ms = { 0, 1000000 }, made;
+	struct stat st;
+	int fd, tries, ok = 0;
+
+	fd = openat(privfd, name, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600);
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return 0;	/* a name of the --root layout: no mark */
+	}
+	made = st.st_ctim;
+	for (tries = 1; !ok && tries < 100; tries++) {
+		if ((tries > 1 && nanosleep(&ms, NULL) != 0) ||
+		    fchmod(fd, tries & 1 ? 0400 : 0600) != 0)
+			break;
+		ok = fstat(fd, &st) == 0 && before(&made, &st.st_ctim);
+	}
+	if (ok)
+		*mark = st.st_ctim;
+	close(fd);
+	unlinkat(privfd, name, 0);
+	return ok;
+}
+
+/* The snapshot as taken, and a mark after it, so that the commit can tell
+ * a snapshot that nothing changed (none is committed) and -f a read-only
+ * copy that CMD changed (refused).  Nothing to tell for an absent FILE,
+ * whose snapshot is new, nor for a filter's output. */
+static void mark_taken(const struct target *t, const struct options *o,
+    struct snapshot *s)
+{
+	char *in = join("in/", t->base);
+	int ok;
+
+	if (s->filter)
+		ok = o->copy && fstatat(s->privfd, in, &s->snap,
+		    AT_SYMLINK_NOFOLLOW) == 0;
+	else
+		ok = s->srcfd >= 0 && fstatat(s->subfd, snapshot_name(s),
+		    &s->snap, AT_SYMLINK_NOFOLLOW) == 0;
+	if (ok)
+		s->settled = settle(s->privfd, &s->mark);
+	free(in);
 }
 
 /* 2. Take: a new private directory beside FILE, and FILE, held open (the
@@ -2080,6 +2287,7 @@ static void take(const struct target *t, const struct options *o,
 	if (s->subfd < 0)
 		die("%s:", s->path);
 	how = o->filter ? fill_filter(t, o, s) : fill(t, o, s);
+	mark_taken(t, o, s);
 	if (!s->subst)
 		s->subst = join(o->root ? s->priv : s->path);
 	close(s->subfd);	/* walked again at the commit */
@@ -2255,9 +2463,10 @@ static void filter_io(const struct snapshot *s, int io[2], int *from)
 	*from = p[0];
 }
 
-/* Some of what is in the pipe, moved into the file: the bytes moved, 0 at
- * the end, -1 with errno (EAGAIN: nothing there now). */
-static ssize_t move_some(int in, int out)
+/* Some of what is in the pipe, at most max bytes, moved into the file:
+ * the bytes moved, 0 at the end, -1 with errno (EAGAIN: nothing there
+ * now). */
+static ssize_t move_some(int in, int out, size_t max)
 {
 	static char buf[1 << 16];
 	ssize_t n, w, k;
@@ -2265,14 +2474,14 @@ static ssize_t move_some(int in, int out)
 	static int can_splice = 1;
 
 	if (can_splice) {
-		n = splice(in, NULL, out, NULL, 1 << 20,
+		n = splice(in, NULL, out, NULL, max < 1 << 20 ? max : 1 << 20,
 		    SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
 		if (n >= 0 || errno != EINVAL)
 			return n;
 		can_splice = 0;	/* not into this file: read and write */
 	}
 #endif
-	n = read(in, buf, sizeof buf);
+	n = read(in, buf, max < sizeof buf ? max : sizeof buf);
 	for (w = 0; n > 0 && w < n; w += k > 0 ? k : 0)
 		if ((k = write(out, buf + w, (size_t)(n - w))) < 0 &&
 		    errno != EINTR)
@@ -2289,40 +2498,122 @@ static int cmd_ended(void)
 	    WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0;
 }
 
+/* What the pipe holds now: once CMD has ended, all it wrote. */
+static size_t pipe_holds(int fd)
+{
+#ifdef FIONREAD
+	int n;
+
+	if (ioctl(fd, FIONREAD, &n) == 0 && n >= 0)
+		return (size_t)n;
+#endif
+	(void)fd;
+	return 1 << 16;	/* a pipe's usual size, as a bound */
+}
+
+/* CMD ended and all it wrote moved: the pipe at its end, or still held
+ * by a process CMD left running (what it writes is not FILE's). */
+static int pipe_ended(int in)
+{
+	char c;
+	ssize_t n;
+
+	while ((n = read(in, &c, 1)) < 0 && errno == EINTR)
+		;
+	return n == 0 ? 0 : -1;
+}
+
 /* -f: what CMD writes, from the pipe into the new file, in constant
- * memory, until the end; or, once CMD has ended and the pipe is drained,
- * until it is clear that a process CMD left behind still holds the pipe
- * (what it might write later is not FILE's).  Returns 0; an errno for a
- * failed write (the pipe is closed then: CMD sees EPIPE); -1 for a
- * writer left behind. */
+ * memory, until the end.  Once CMD has ended, only what the pipe holds
+ * then is moved: a process CMD left running that keeps writing is not
+ * drained until the disk is full.  Returns 0; an errno for a failed
+ * write (the pipe is closed then: CMD sees EPIPE); -1 for a writer left
+ * behind. */
 static int pump(int in, int out)
 {
 	struct pollfd p;
-	unsigned polls = 0;
-	int ended = 0;
+	size_t left = SIZE_MAX;	/* once CMD ended: what is left to move */
 
 	p.fd = in;
 	p.events = POLLIN;
 	for (;;) {
-		ssize_t n = move_some(in, out);
+		ssize_t n;
 		int r;
 
+		if (left == SIZE_MAX && cmd_ended())
+			left = pipe_holds(in);
+		if (left == 0)
+			return pipe_ended(in);
+		n = move_some(in, out, left);
+		if (n > 0 && left != SIZE_MAX)
+			left -= (size_t)n;
 		if (n > 0 || (n < 0 && errno == EINTR))
 			continue;
 		if (n == 0)
 			return 0;
 		if (errno != EAGAIN)
 			return errno;
-		if (ended)
-			return -1;
-		r = poll(&p, 1, 100);
+		if (left != SIZE_MAX)
+			return pipe_ended(in);
+		r = poll(&p, 1, 50);
 		if (r < 0 && errno != EINTR)
 			return errno;
-		/* Quiet for a while (or long busy): is CMD gone? */
-		if (r == 0 || ++polls % 256 == 0)
-			ended = cmd_ended();
 	}
 }
+
+#ifdef HAVE_LINUX
+/* Does process pid hold the pipe named link ("pipe:[N]")? */
+static int holds(long pid, const char *link)
+{
+	char path[64 + NAME_MAX], got[64];
+	struct dirent *e;
+	int found = 0;
+	DIR *d;
+
+	snprintf(path, sizeof path, "/proc/%ld/fd", pid);
+	if (!(d = opendir(path)))
+		return 0;
+	while (!found && (e = readdir(d))) {
+		ssize_t n;
+
+		snprintf(path, sizeof path, "/proc/%ld/fd/%s", pid, e->d_name);
+		n = readlink(path, got, sizeof got - 1);
+		found = n > 0 && (size_t)n == strlen(link) &&
+		    memcmp(got, link, (size_t)n) == 0;
+	}
+	closedir(d);
+	return found;
+}
+
+/* The process, other than snaprun, that holds the pipe fd; 0 when none
+ * can be seen. */
+static long pipe_holder(int fd)
+{
+	char link[64];
+	struct dirent *e;
+	struct stat st;
+	long pid = 0;
+	DIR *d;
+
+	if (fstat(fd, &st) != 0 || !(d = opendir("/proc")))
+		return 0;
+	snprintf(link, sizeof link, "pipe:[%ju]", (uintmax_t)st.st_ino);
+	while (!pid && (e = readdir(d))) {
+		long p = atol(e->d_name);
+
+		if (p > 0 && p != (long)getpid() && holds(p, link))
+			pid = p;
+	}
+	closedir(d);
+	return pid;
+}
+#else
+static long pipe_holder(int fd)
+{
+	(void)fd;	/* no portable way to tell */
+	return 0;
+}
+#endif
 
 /* 4. Run CMD, no shell, and wait for it.  Returns its wait status, or
  * -126 or -127 when it could not be started. */
@@ -2360,6 +2651,8 @@ static int run_command(const struct target *t, struct snapshot *s,
 	s->ran = 1;
 	if (from >= 0) {
 		s->outerr = pump(from, s->outfd);
+		if (s->outerr < 0)
+			s->holder = pipe_holder(from);
 		close(from);
 	}
 	/* Reap only once child is cleared: until then the handler may kill
@@ -2422,11 +2715,51 @@ static void refuse_writers(int fd, const char *file)
 }
 #endif
 
+/* The same file, by identity, size and times, as when o was taken. */
+static int same_version(const struct stat *now, const struct stat *o)
+{
+	return now->st_dev == o->st_dev && now->st_ino == o->st_ino &&
+	    now->st_size == o->st_size &&
+	    now->st_mtim.tv_sec == o->st_mtim.tv_sec &&
+	    now->st_mtim.tv_nsec == o->st_mtim.tv_nsec &&
+	    now->st_ctim.tv_sec == o->st_ctim.tv_sec &&
+	    now->st_ctim.tv_nsec == o->st_ctim.tv_nsec;
+}
+
+/* Is st (the snapshot, or the top of its tree, now) as it was taken, and
+ * unchanged since its mark?  Then CMD changed nothing: no commit. */
+static int untouched(const struct snapshot *s, const struct stat *st)
+{
+	return s->settled && !s->filter && same_version(st, &s->snap) &&
+	    before(&st->st_ctim, &s->mark);
+}
+
+/* -f: in filter mode the new version is what CMD writes on its standard
+ * output.  A read-only copy that CMD changed or replaced anyway (root
+ * ignores modes) means CMD edited it instead: nothing is committed. */
+static void refuse_edited_input(const struct target *t,
+    const struct snapshot *s)
+{
+	char *in = join("in/", t->base);
+	struct stat st;
+	int same = fstatat(s->privfd, in, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    same_version(&st, &s->snap);
+
+	free(in);
+	if (!same)
+		die("%s: CMD changed or replaced %s, the read-only copy; in "
+		    "filter mode the new version is what CMD writes on "
+		    "standard output; nothing committed", t->file, s->subst);
+}
+
 /* The new tree checked before it is committed. */
 struct check {
 	dev_t dev;		/* its filesystem */
 	int sync;		/* each file and directory flushed on its own */
 	const char *file;	/* DIR, for messages */
+	struct timespec mark;	/* the snapshot's mark */
+	size_t entries;		/* how many entries below the top */
+	int touched;		/* an entry with a ctime at or after mark */
 };
 
 /* Nothing but directories, regular files and symbolic links. */
@@ -2438,6 +2771,8 @@ static int check_entry(struct walk *w, int dir, const char *name)
 
 	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 		return -1;
+	k->entries++;
+	k->touched |= !before(&st.st_ctim, &k->mark);
 	if (S_ISDIR(st.st_mode))
 		return 1;
 	if (S_ISLNK(st.st_mode))
@@ -2488,15 +2823,22 @@ static int ready_tree(const struct target *t, struct snapshot *s,
 	if (fd < 0 || fstat(fd, &st) != 0)
 		die("%s:", s->path);
 	memset(&w, 0, sizeof w);
+	memset(&k, 0, sizeof k);
 	k.dev = st.st_dev;
 	k.file = t->file;
 	k.sync = o->sync && !HAVE_SYNCFS;
+	k.mark = s->mark;
 	w.entry = check_entry;
 	w.down = check_down;
 	w.done = check_done;
 	w.data = &k;
 	if (walk_tree(&w, fd) != 0)
 		die("%s/%s:", s->path, w.failed);
+	/* Any write, create, delete, rename or chmod sets some ctime. */
+	if (!k.touched && k.entries == s->entries && untouched(s, &st)) {
+		close(fd);
+		return -2;
+	}
 	if (s->srcfd >= 0)
 		copy_metadata(s->srcfd, &s->orig, fd, s->path);
 #if HAVE_SYNCFS
@@ -2542,8 +2884,9 @@ static int open_snapshot(const struct snapshot *s, const char *file)
 }
 
 /* 6a. Only a self-contained snapshot that nothing still writes to, with
- * FILE's metadata and on disk, may replace FILE.  Returns it open, or -1
- * when FILE was absent and CMD made nothing. */
+ * FILE's metadata and on disk, may replace FILE.  Returns it open, -1
+ * when FILE was absent and CMD made nothing, or -2 when CMD left it as it
+ * was taken. */
 static int ready(const struct target *t, struct snapshot *s,
     const struct options *o)
 {
@@ -2551,9 +2894,14 @@ static int ready(const struct target *t, struct snapshot *s,
 	struct stat st;
 	int fd;
 
+	if (s->outerr < 0 && s->holder)
+		die("%s: a process CMD left running (pid %ld) still holds its "
+		    "standard output; nothing committed", t->file, s->holder);
 	if (s->outerr < 0)
 		die("%s: a process CMD left running still holds its standard "
 		    "output; nothing committed", t->file);
+	if (s->filter && o->copy)
+		refuse_edited_input(t, s);
 	if (s->outfd >= 0 && close(s->outfd) != 0)
 		die("%s:", s->path);
 	s->outfd = -1;
@@ -2582,6 +2930,10 @@ static int ready(const struct target *t, struct snapshot *s,
 		    "committed", t->file);
 		return -1;
 	}
+	if (fstat(fd, &st) == 0 && untouched(s, &st)) {
+		close(fd);
+		return -2;
+	}
 	if (hot_journal(s->subfd, snapshot_name(s), side, sizeof side))
 		die("%s: %s is not empty (database not closed cleanly); "
 		    "nothing committed", t->file, side);
@@ -2598,7 +2950,6 @@ static int ready(const struct target *t, struct snapshot *s,
  * file cannot come back with its number. */
 static int changed(const struct target *t, const struct snapshot *s)
 {
-	const struct stat *o = &s->orig;
 	struct stat now;
 
 	if (fstatat(t->dirfd, t->base, &now, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -2606,12 +2957,7 @@ static int changed(const struct target *t, const struct snapshot *s)
 			die("%s:", t->file);
 		return s->srcfd >= 0;
 	}
-	return s->srcfd < 0 || now.st_dev != o->st_dev ||
-	    now.st_ino != o->st_ino || now.st_size != o->st_size ||
-	    now.st_mtim.tv_sec != o->st_mtim.tv_sec ||
-	    now.st_mtim.tv_nsec != o->st_mtim.tv_nsec ||
-	    now.st_ctim.tv_sec != o->st_ctim.tv_sec ||
-	    now.st_ctim.tv_nsec != o->st_ctim.tv_nsec;
+	return s->srcfd < 0 || !same_version(&now, &s->orig);
 }
 
 #if HAVE_EXCHANGE
@@ -2662,6 +3008,13 @@ static int place_tree(const struct target *t, const struct snapshot *s,
 		return r;
 	if (errno == ENOENT && check)
 		return 1;	/* DIR went meanwhile */
+	if (errno == ENOENT) {	/* DIR went: back where nothing is */
+		if (renameat2(s->subfd, snapshot_name(s), t->dirfd, t->base,
+		    RENAME_NOREPLACE) == 0)
+			return 0;
+		if (errno == EEXIST && (r = exchange(t, s, 0)) >= 0)
+			return r;
+	}
 	if (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP)
 		die("%s: this filesystem cannot exchange two directories "
 		    "in one step; nothing committed", t->file);
@@ -2715,6 +3068,46 @@ static int place(const struct target *t, const struct snapshot *s,
 	return 0;
 }
 
+/* FILE's directory must still be where FILE names it.  Committing into
+ * one moved away would change what was set aside there (a backup, an
+ * archive), and leave the path FILE without the result. */
+static void refuse_moved(const struct target *t)
+{
+	struct stat was, now;
+
+	if (fstat(t->dirfd, &was) != 0 || stat(t->dir, &now) != 0 ||
+	    was.st_dev != now.st_dev || was.st_ino != now.st_ino)
+		die("%s: its directory %s was moved away or replaced during "
+		    "the run; nothing committed", t->file, t->dir);
+}
+
+/* 6, when CMD left the snapshot as it was taken: nothing to commit (no
+ * rename, no flush).  FILE changed meanwhile all the same: most likely
+ * CMD wrote FILE itself, not its snapshot, and FILE stays as CMD made it
+ * (committing the untouched snapshot would undo that edit). */
+static enum outcome unchanged(const struct target *t,
+    const struct snapshot *s, const struct options *o)
+{
+	/* Where other runs commit freely, one of them may have. */
+	const char *or = o->lock || o->conflict != OVERWRITE ? "" :
+	    " (or another run committed meanwhile)";
+
+	if (!changed(t, s))
+		note("%s: CMD left the snapshot as it was; nothing to commit",
+		    t->file);
+	else if (o->copy)
+		say("%s: changed during the run while its snapshot %s was "
+		    "not: CMD most likely wrote %s instead of %s%s; FILE left "
+		    "as it is, nothing committed", t->file, o->placeholder,
+		    t->file, o->placeholder, or);
+	else
+		say("%s: changed during the run while its snapshot was not, "
+		    "and CMD has no %s: CMD most likely wrote %s itself (is "
+		    "%s missing?); FILE left as it is, nothing committed",
+		    t->file, o->placeholder, t->file, o->placeholder);
+	return NOTHING;
+}
+
 /* 6. Commit: the snapshot checked and flushed; then, under the lock the
  * mode calls for, the conflict check and the rename; then FILE's
  * directory flushed. */
@@ -2724,8 +3117,11 @@ static enum outcome commit(const struct target *t, struct snapshot *s,
 	enum outcome out = COMMITTED;
 	int fd = ready(t, s, o), lock, check;
 
+	if (fd == -2)
+		return unchanged(t, s, o);
 	if (fd < 0)
 		return NOTHING;
+	refuse_moved(t);
 	lock = commit_lock(t, o, &check);
 	check_interrupt();
 	if ((check && changed(t, s)) || place(t, s, o, check) != 0)
@@ -2792,15 +3188,56 @@ static int leave(enum outcome out, int status, const struct target *t,
 		say("%s: locked by another run", t->file);
 		return EXIT_CONFLICT;
 	}
+	if (out == CONFLICT && o->conflict == RETRY) {
+		say("%s: changed by another run on each of %ld tries "
+		    "(--retries=%ld); nothing committed", t->file,
+		    o->retries + 1, o->retries);
+		return EXIT_CONFLICT;
+	}
 	if (out == CONFLICT && o->conflict != KEEP) {
 		say("%s: changed by another run; nothing committed", t->file);
 		return EXIT_CONFLICT;
 	}
+	if (out == CONFLICT)
+		note("%s: changed by another run, whose version stays; this "
+		    "run's result dropped (--on-conflict=keep)", t->file);
 	if (status < 0)
 		return -status;		/* CMD could not be started */
 	if (WIFSIGNALED(status))
 		die_by(WTERMSIG(status));
 	return WEXITSTATUS(status);
+}
+
+/* Nothing committed: the directories made for an absent FILE removed
+ * again, deepest first, each only while it is empty and still the one
+ * made, found by ".." from FILE's directory. */
+static void unmake_dirs(struct target *t)
+{
+	struct stat st, in;
+	int cur;
+
+	if (!t || !t->made.n)
+		return;
+	cur = fcntl(t->dirfd, F_DUPFD_CLOEXEC, 0);
+	while (cur >= 0 && t->made.n) {
+		struct made_dir *m = &t->made.dirs[--t->made.n];
+		int up = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (up >= 0 && (fstat(cur, &st) != 0 || st.st_dev != m->dev ||
+		    st.st_ino != m->ino ||
+		    fstatat(up, m->name, &in, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    in.st_dev != m->dev || in.st_ino != m->ino ||
+		    unlinkat(up, m->name, AT_REMOVEDIR) != 0)) {
+			close(up);
+			up = -1;
+		}
+		free(m->name);
+		close(cur);
+		cur = up;
+	}
+	if (cur >= 0)
+		close(cur);
+	forget_made(&t->made);
 }
 
 /* The target's memory and descriptor given back, then code. */
@@ -2810,6 +3247,8 @@ static int finish(struct target *t, int code)
 	free(t->base);
 	free(t->prefix);
 	free(t->rel);
+	forget_made(&t->made);
+	free(t->made.dirs);
 	close(t->dirfd);
 	return code;
 }
@@ -2865,6 +3304,8 @@ int main(int argc, char **argv)
 		discard(&s);			/* 7. before the next try */
 	}
 	discard(&s);				/* 7. */
+	if (out != COMMITTED)			/* and what 1. made for it */
+		unmake_dirs(&t);
 	check_interrupt();			/* a signal: die by it */
 	if (lock >= 0)
 		close(lock);

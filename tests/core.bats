@@ -1025,3 +1025,122 @@ commits_under_name() {
 	no_leftovers .
 	[ "$(ls -A | wc -l)" -eq 1 ]
 }
+
+# ------------------------------------------------ slips of the hand (issue 14)
+
+@test "a forgotten {}: CMD edits FILE itself, the edit stays, stderr names the slip, CMD's status (also -x and fail)" {
+	printf 'apple\n' > fruit.txt
+	run --separate-stderr sr fruit.txt -- sed -i s/apple/APPLE/ fruit.txt
+	expect_status 0
+	expect_content fruit.txt $'APPLE\n'
+	one_error_line
+	[[ $stderr == *"CMD most likely wrote fruit.txt itself"*"{}"* ]]
+	no_leftovers .
+	# under -x and --on-conflict=fail the likelier cause is named, not
+	# another run, and the status is still CMD's
+	for opt in -x --on-conflict=fail; do
+		run --separate-stderr sr "$opt" fruit.txt -- sed -i s/APPLE/Apple/ fruit.txt
+		expect_status 0
+		expect_content fruit.txt $'Apple\n'
+		[[ $stderr == *"most likely wrote fruit.txt"* ]]
+		[[ $stderr != *"another run"* ]]
+		sed -i s/Apple/APPLE/ fruit.txt
+	done
+	# a CMD with {} that wrote FILE instead is named the same way
+	printf 'apple\n' > fruit.txt
+	run --separate-stderr sr fruit.txt -- sh -c 'printf pear > fruit.txt; : "$1"' sh {}
+	expect_status 0
+	expect_content fruit.txt pear
+	[[ $stderr == *"wrote fruit.txt instead of {}"* ]]
+	no_leftovers .
+}
+
+@test "a snapshot CMD never changed is not committed: no rename, no fsync, FILE's inode stays" {
+	need_strace rename,renameat,renameat2,fsync,fdatasync
+	printf 'same\n' > f
+	i0=$(ino f)
+	run --separate-stderr strace -f -qq -o trace -e trace=rename,renameat,renameat2,fsync,fdatasync \
+		"$SNAPRUN" f -- sh -c 'cat "$1" >/dev/null' sh {}
+	expect_status 0
+	[ -z "$stderr" ]
+	[ "$(ino f)" = "$i0" ]
+	expect_content f $'same\n'
+	! grep -E 'rename|fsync|fdatasync' trace
+	no_leftovers .
+	# with -v it says why
+	run --separate-stderr sr -v f true
+	expect_status 0
+	[[ $stderr == *"nothing to commit"* ]]
+	[ "$(ino f)" = "$i0" ]
+}
+
+@test "every change to the snapshot is committed, however soon after it was taken" {
+	# same size, in place, at once: only the change time can tell, and it
+	# must never be taken for no change
+	printf 'a\n' > f
+	for c in b c d e f g h i j k l m n o p q r s t u; do
+		run sr f sh -c 'printf "%s\n" "$0" | dd of="$1" conv=notrunc status=none' "$c" {}
+		expect_status 0
+		expect_content f "$c"$'\n'
+	done
+	# a chmod alone, a touch to an old date, a replacement by rename
+	chmod 600 f
+	run sr f chmod 640 {}
+	expect_status 0
+	[ "$(stat -c %a f)" = 600 ]	# FILE's metadata wins, as always
+	i0=$(ino f)
+	run sr f touch -d 2001-01-01 {}
+	expect_status 0
+	[ "$(ino f)" != "$i0" ]
+	run sr f sh -c 'printf x > "$1.new" && mv "$1.new" "$1"' sh {}
+	expect_status 0
+	expect_content f x
+	no_leftovers .
+}
+
+@test "directories made for an absent FILE are removed again when nothing is committed" {
+	# CMD makes nothing, or fails: what snaprun made goes
+	run sr confg/a/state.json true
+	expect_status 0
+	[ ! -e confg ]
+	run sr confg/a/state.json sh -c 'printf x > "$1"; exit 3' sh {}
+	expect_status 3
+	[ ! -e confg ]
+	# a failed run (125) too
+	run sr --root nowhere confg/a/state.json true
+	expect_status 125
+	[ ! -e confg ]
+	# only what it made: an existing parent stays
+	mkdir keepme
+	run sr keepme/new/f true
+	expect_status 0
+	[ -d keepme ] && [ ! -e keepme/new ]
+	# only while empty: a directory CMD put something in stays
+	run sr made/sub/f sh -c 'printf side > made/side' sh {}
+	expect_status 0
+	expect_content made/side side
+	[ ! -e made/sub ]
+	# committed: everything stays
+	run sr c1/c2/f sh -c 'printf x > "$1"' sh {}
+	expect_status 0
+	expect_content c1/c2/f x
+	no_leftovers c1/c2
+}
+
+@test "FILE's directory moved away during CMD: 125, nothing committed into the moved directory" {
+	mkdir d
+	printf old > d/f
+	run --separate-stderr sr d/f sh -c 'printf new > "$1"; mv d d.old' sh {}
+	expect_status 125
+	one_error_line
+	[[ $stderr == *"moved away or replaced during the run"* ]]
+	expect_content d.old/f old
+	no_leftovers d.old
+	# replaced by another directory of the same name: the same
+	mv d.old d
+	run --separate-stderr sr d/f sh -c 'printf new > "$1"; mv d d.old; mkdir d' sh {}
+	expect_status 125
+	expect_content d.old/f old
+	[ -z "$(ls -A d)" ]
+	no_leftovers d.old
+}

@@ -1122,3 +1122,66 @@ shards_hold() {
 	[ ! -e new-dir ]
 	no_leftovers .
 }
+
+# ------------------------------------------------ slips of the hand (issue 14)
+
+@test "a tree CMD never changed is not committed (no exchange, no flush); every kind of change is" {
+	need_feature exchange
+	need_strace renameat2,syncfs,fsync
+	make_d
+	traced renameat2,syncfs,fsync d -- sh -c 'find "$1" > /dev/null; cat "$1/a" > /dev/null' sh {}
+	expect_status 0
+	unchanged d "$i0" "$before"
+	! grep -E 'renameat2|syncfs|fsync' trace
+	no_leftovers .
+	# the slip: CMD changed DIR itself, not {}: kept, and said
+	run --separate-stderr sr d -- sh -c 'printf new > d/new'
+	expect_status 0
+	expect_content d/new new
+	[[ $stderr == *"CMD most likely wrote d itself"* ]]
+	rm d/new
+	# each change below, at once and deep in the tree, is committed
+	for c in 'printf X | dd of="$1/sub/deeper/c" conv=notrunc status=none' \
+		'chmod 600 "$1/sub/deeper/c"' 'touch -d 2001-01-01 "$1/sub/deeper/c"' \
+		'chmod 700 "$1/sub/empty2"' 'mkdir "$1/sub/empty2/n"' 'rm "$1/sub/deeper/c"' \
+		'mv "$1/sub/deeper/c" "$1/sub/deeper/d"' 'ln "$1/sub/bin" "$1/sub/deeper/l"' \
+		'rmdir "$1/sub/empty2"' 'ln -sfn b "$1/link-a"' \
+		'rm -r "$1/sub"; cp -a d/sub "$1/sub"'; do
+		rm -rf d
+		make_tree d
+		i=$(ino d)
+		run sr d -- sh -c "$c" sh {}
+		expect_status 0
+		[ "$(ino d)" != "$i" ] || { echo "not committed: $c" >&2; false; }
+	done
+	no_leftovers .
+}
+
+@test "DIR removed during CMD: the new tree is renamed in where nothing is, as a removed FILE is made again" {
+	need_feature exchange
+	make_d
+	run --separate-stderr sr d -- sh -c 'printf new > "$1/a"; rm -rf d' sh {}
+	expect_status 0
+	[ -z "$stderr" ]
+	expect_content d/a new
+	expect_content d/b $'bravo\n'
+	no_leftovers .
+	# under a checking mode it is a conflict, as for a file
+	run --separate-stderr sr --on-conflict=fail d -- sh -c 'printf newer > "$1/a"; rm -rf d' sh {}
+	expect_status 75
+	[ ! -e d ]
+	no_leftovers .
+}
+
+@test "ENOSPC while copying a tree's file data names the file" {
+	mount_tmpfs m 4M
+	mkdir -p m/d/sub
+	printf a > m/d/a
+	head -c 3M /dev/zero > m/d/sub/big
+	run --separate-stderr sr m/d -- sh -c ': > "$0/ran"' "$T"
+	expect_status 125
+	one_error_line
+	[[ $stderr == *"m/d/sub/big: No space left on device" ]]
+	[ ! -e ran ]
+	no_leftovers m
+}

@@ -377,3 +377,98 @@ refuses_hot_sidecar() {
 	no_leftovers .
 	no_leftovers /
 }
+
+# ------------------------------------------- messages that say what to do
+
+@test "typo/../f with typo missing: ENOENT as the kernel gives, nothing made" {
+	printf old > f
+	run --separate-stderr sr typo/../f sh -c 'printf new > "$1"' sh {}
+	expect_status 125
+	one_error_line
+	[[ $stderr == *"typo/../f: No such file or directory"* ]]
+	[ ! -e typo ]
+	expect_content f old
+	# deeper, and after a link: the same
+	run --separate-stderr sr a/b/../../f true
+	expect_status 125
+	[ ! -e a ]
+	no_leftovers .
+}
+
+@test "a FILE whose directory is not writable: the directory named, and that snaprun writes there" {
+	need_nobody
+	mkdir ro
+	printf old > ro/f
+	chmod 755 ro
+	for opt in "" -x; do
+		run --separate-stderr as_nobody "$SNAPRUN" $opt ro/f true
+		expect_status 125
+		one_error_line
+		[[ $stderr == "snaprun: ro: snaprun needs to write in FILE's directory"*"Permission denied" ]]
+	done
+	expect_content ro/f old
+	no_leftovers ro
+}
+
+@test "a missing --root directory is named with the option, and what was made for FILE goes" {
+	run --separate-stderr sr --root nowhere new/f true
+	expect_status 125
+	one_error_line
+	[ "$stderr" = "snaprun: --root: nowhere: No such file or directory" ]
+	[ ! -e new ]
+}
+
+@test "bad option values are named with their option: --commit-on taking FILE, 1,,2, +1, a backward range" {
+	printf old > f
+	run --separate-stderr sr --commit-on f -- true
+	expect_status 125
+	one_error_line
+	[[ $stderr == *"--commit-on: 'f' is not a list of exit statuses"* ]]
+	for v in 1,,2 ,1 1, +1 ' 1' 1-+2 256; do
+		run --separate-stderr sr -c "$v" f sh -c ': > ran'
+		expect_status 125
+		one_error_line
+		[[ $stderr == *"--commit-on: '$v'"* ]]
+		[ ! -e ran ]
+	done
+	run --separate-stderr sr -c 2-1 f true
+	expect_status 125
+	[[ $stderr == *"'2-1': a range runs backwards"* ]]
+	run --separate-stderr sr --retries=+3 f true
+	expect_status 125
+	[[ $stderr == *"--retries: '+3' is not a number"* ]]
+	expect_content f old
+}
+
+@test "--on-conflict=retry giving up says after how many tries" {
+	printf 0 > f
+	# every try changes the snapshot and, behind it, FILE
+	run --separate-stderr sr --on-conflict=retry --retries=2 f sh -c 'printf new > "$1"; printf x >> f' sh {}
+	expect_status 75
+	one_error_line
+	[[ $stderr == *"changed by another run on each of 3 tries (--retries=2)"* ]]
+	expect_content f 0xxx
+	no_leftovers .
+}
+
+@test "-v: a wait for the lock is announced once; keep says that it dropped the result" {
+	printf old > f
+	: > .f.snaprun.lock
+	perl -e 'open(my $l, "<", ".f.snaprun.lock") or die; flock($l, 2) or die;
+		open(my $h, ">", "held") or die; print $h "x"; close $h; sleep 30' 3>&- &
+	holder=$!
+	wait_nonempty held 10
+	run --separate-stderr sr -v -w 0.3 f true
+	kill "$holder" 2>/dev/null || true
+	wait "$holder" 2>/dev/null || true
+	expect_status 75
+	[ "$(grep -c 'waiting for the lock' <<<"$stderr")" -eq 1 ]
+	run --separate-stderr sr -v --on-conflict=keep f sh -c 'printf new > "$1"; printf other > f.tmp; mv f.tmp f' sh {}
+	expect_status 0
+	expect_content f other
+	[[ $stderr == *"this run's result dropped (--on-conflict=keep)"* ]]
+	# without -v, keep stays silent
+	run --separate-stderr sr --on-conflict=keep f sh -c 'printf new > "$1"; printf again > f.tmp; mv f.tmp f' sh {}
+	expect_status 0
+	[ -z "$stderr" ]
+}

@@ -140,26 +140,26 @@ limited_f() {
 	expect_status 1
 	expect_content g $'old\n'
 	# nor does it create an absent FILE
-	run sr -f absent -- sh -c 'echo partial; exit 1'
+	run sr -f --missing=empty absent -- sh -c 'echo partial; exit 1'
 	expect_status 1
 	[ ! -e absent ]
 	no_leftovers .
 }
 
-@test "absent FILE: stdin is empty, FILE is created with mode 0666 minus umask" {
+@test "absent FILE with --missing=empty: stdin is empty, FILE is created with mode 0666 minus umask" {
 	umask 022
-	run sr -f new1 -- sh -c 'printf "%s bytes\n" "$(wc -c | tr -d " ")"'
+	run sr -f --missing=empty new1 -- sh -c 'printf "%s bytes\n" "$(wc -c | tr -d " ")"'
 	expect_status 0
 	expect_content new1 $'0 bytes\n'
 	[ "$(stat -c %a new1)" = 644 ]
 	umask 027
-	run sr -f sub/dir/new2 -- echo hello
+	run sr -f --missing=empty sub/dir/new2 -- echo hello
 	expect_status 0
 	expect_content sub/dir/new2 $'hello\n'
 	[ "$(stat -c %a sub/dir/new2)" = 640 ]
 	# an empty output is a valid first version too
 	umask 002
-	run sr -f new3 -- true
+	run sr -f --missing=empty new3 -- true
 	expect_status 0
 	[ -f new3 ]
 	[ "$(stat -c %s:%a new3)" = 0:664 ]
@@ -254,9 +254,7 @@ limited_f() {
 		stat -c %a "$1" > "$0/mode"
 		cmp - "$1" > "$0/cmp" 2>&1 || exit 9
 		cp "$1" "$0/copy"
-		jq -c ".a = 2" "$1" || exit 8
-		# what CMD does to {} is not what gets committed
-		{ echo garbage >> "$1"; } 2>/dev/null || true' "$T" {}
+		jq -c ".a = 2" "$1" || exit 8' "$T" {}
 	expect_status 0
 	expect_content f.json $'{"a":2}\n'
 	mapfile -t e < ./env
@@ -347,7 +345,7 @@ limited_f() {
 	one_error_line
 	[[ $stderr == */nonexistent/dir/filter* ]]
 	unchanged_since "$(printf 'old\n' | md5sum | cut -c1-32)" "$i0" f
-	PATH=/usr/bin:/bin run -127 --separate-stderr sr -f absent -- snaprun-no-such-filter
+	PATH=/usr/bin:/bin run -127 --separate-stderr sr -f --missing=empty absent -- snaprun-no-such-filter
 	one_error_line
 	[ ! -e absent ]
 	printf '#!/bin/sh\ncat\n' > notexec
@@ -583,4 +581,113 @@ a_goes() {
 	[ ! -s out ]
 	unchanged_since "$sum" "$i0" f
 	no_leftovers .
+}
+
+# ------------------------------------------------ slips of the hand (issue 14)
+
+@test "an absent FILE is an error (125, naming --missing=empty), nothing made; the man page's counter starts from nothing" {
+	run --separate-stderr sr -f stat.json -- cat
+	expect_status 125
+	one_error_line
+	[[ $stderr == *stat.json*"No such file or directory"*"--missing=empty"* ]]
+	[ ! -e stat.json ]
+	# nor its directories
+	run --separate-stderr sr -f typo/stat.json -- cat
+	expect_status 125
+	one_error_line
+	[[ $stderr == *"--missing=empty"* ]]
+	[ ! -e typo ]
+	[ -z "$(ls -A)" ]
+	# --missing=error says the same without the hint
+	run --separate-stderr sr -f --missing=error stat.json -- cat
+	expect_status 125
+	one_error_line
+	[ ! -e stat.json ]
+	# the counter of snaprun(1), three times from nothing
+	for n in 1 2 3; do
+		run sr -f -x --missing=empty counter -- awk '{ n = $1 } END { print n + 1 }'
+		expect_status 0
+		expect_content counter "$n"$'\n'
+	done
+	no_leftovers .
+}
+
+@test "an in-place editor on {}: the copy and its directory are read-only; changed anyway (root), 125, FILE unchanged" {
+	printf 'a\n' > f
+	run sr -f f -- sh -c 'stat -c %a "$1" "${1%/*}" > "$0/modes"; cat' "$T" {}
+	expect_status 0
+	[ "$(tr '\n' ' ' < modes)" = "444 500 " ]
+	sum=$(md5 f) i0=$(ino f)
+	# root ignores modes: sed -i replaces the copy, dd writes it in place
+	run --separate-stderr sr -f f -- sed -i s/a/A/ {}
+	expect_status 125
+	one_error_line
+	[[ $stderr == *"in filter mode the new version is what CMD writes on standard output"* ]]
+	unchanged_since "$sum" "$i0" f
+	no_leftovers .
+	run --separate-stderr sr -f f -- sh -c 'printf A | dd of="$1" conv=notrunc status=none; cat' sh {}
+	expect_status 125
+	one_error_line
+	unchanged_since "$sum" "$i0" f
+	no_leftovers .
+}
+
+@test "an in-place editor on {} as another user: it cannot write the copy, and nothing is committed" {
+	need_nobody
+	mkdir d
+	printf 'a\n' > d/f
+	chown nobody d d/f
+	sum=$(md5 d/f) i0=$(ino d/f)
+	run as_nobody "$SNAPRUN" -f d/f -- sed -i s/a/A/ {}
+	[ "$status" -ne 0 ]
+	[ "$status" -ne 125 ]	# sed's own failure
+	unchanged_since "$sum" "$i0" d/f
+	no_leftovers d
+}
+
+@test "a background writer that never stops: 125 at once, naming it, not drained until the disk is full" {
+	mount_tmpfs m 64M
+	printf 'old\n' > m/f
+	sum=$(md5 m/f) i0=$(ino m/f)
+	run --separate-stderr sr -f m/f -- sh -c 'cat /dev/zero & echo hi'
+	expect_status 125
+	one_error_line
+	[[ $stderr == *"left running (pid "*") still holds its standard output"* ]]
+	[[ $stderr != *"No space"* ]]
+	unchanged_since "$sum" "$i0" m/f
+	no_leftovers m
+	# closing the pipe ended the writer
+	pid=${stderr#*pid }
+	pid_gone "${pid%%)*}" 10
+}
+
+@test "a slow background writer is noticed as soon as CMD ends, not after hundreds of its writes" {
+	printf 'old\n' > f
+	sum=$(md5 f) i0=$(ino f)
+	# the writer counts its writes; closing the pipe ends it (SIGPIPE)
+	run --separate-stderr sr -f f -- sh -c '
+		(i=0; while echo x; do i=$((i + 1)); echo "$i" > "$0/count"; sleep 0.01; done) &
+		echo hi' "$T"
+	expect_status 125
+	one_error_line
+	unchanged_since "$sum" "$i0" f
+	no_leftovers .
+	# 0.2.0 read on until the pipe had been busy for 256 polls; a margin
+	# of 100 writes (a second) is far from both
+	sleep 0.2
+	# (none at all when the pipe closed before its first write)
+	n=$(cat count 2>/dev/null || echo 0)
+	note "the writer wrote $n times"
+	[ "$n" -lt 100 ]
+}
+
+@test "-f warns about FILE's other hard links, as the default mode does" {
+	printf 'old\n' > f
+	ln f other
+	run --separate-stderr sr -f f -- sed s/old/new/
+	expect_status 0
+	one_error_line
+	[[ $stderr == *"has 2 hard links; the commit replaces this name only"* ]]
+	expect_content f $'new\n'
+	expect_content other $'old\n'
 }

@@ -189,7 +189,7 @@ load fs_helper
 		no_leftovers .
 	done
 	# -f with FILE absent: the output is a file, never a directory
-	run --separate-stderr sr -f nf sh -c 'rm "$SNAPRUN_ROOT/out/nf" && mkdir "$SNAPRUN_ROOT/out/nf"'
+	run --separate-stderr sr -f --missing=empty nf sh -c 'rm "$SNAPRUN_ROOT/out/nf" && mkdir "$SNAPRUN_ROOT/out/nf"'
 	expect_status 125
 	one_error_line
 	[ ! -e nf ]

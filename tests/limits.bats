@@ -442,7 +442,8 @@ socket.socket(socket.AF_UNIX).bind(sys.argv[1])' {}
 	one_error_line
 	[[ $stderr == *sub/state.db* && $stderr == *nothing* ]]
 	[ ! -e sub/state.db ]
-	no_leftovers sub
+	# the directory made for it is gone again (issue 14)
+	[ ! -e sub ]
 
 	# the mypy recipe with the wrong version directory
 	mkdir R
@@ -451,7 +452,8 @@ socket.socket(socket.AF_UNIX).bind(sys.argv[1])' {}
 	one_error_line
 	[[ $stderr == *3.12/cache.db* && $stderr == *nothing* ]]
 	[ ! -e R/3.12/cache.db ]
-	no_leftovers R/3.12
+	[ ! -e R/3.12 ]
+	[ -d R ]
 }
 
 @test "an option after FILE: 127 with a hint that options go before FILE" {

@@ -37,5 +37,9 @@ expect 0 tree -- sh -c 'printf 2 >"$1/sub/c"' sh '{}'
 expect 3 tree -- sh -c 'exit 3'
 expect 0 -f data -- cat
 expect 0 -f data -- sh -c 'cat "$1"' sh '{}'
-expect 0 -f --on-conflict=fail new.txt -- echo hi
+expect 0 -f --missing=empty --on-conflict=fail new.txt -- echo hi
+expect 125 -f absent.txt -- cat
+expect 0 made/for/it -- true
+expect 125 -f data -- sh -c 'sleep 1 & echo hi'
+expect 125 -f data -- sh -c 'printf x >>"$1"; cat' sh '{}'
 exit $failed
