@@ -139,6 +139,8 @@ struct options {
 	int clean;		/* --clean */
 	int filter;		/* -f: CMD filters FILE, stdin to stdout */
 	int copy;		/* CMD has the placeholder */
+	const char *lock_file;	/* --lock-file */
+	int progress;		/* --progress 1, --no-progress 0, else -1 */
 };
 
 /* FILE resolved (step 1), the same for every try. */
@@ -152,6 +154,12 @@ struct target {
 	int dirfd;		/* dir, opened without following links */
 	struct stat dirst;	/* dir's owner and mode: who may lock here */
 	uid_t owner;		/* FILE's owner; (uid_t)-1 when absent */
+	int lockdir;		/* the lock file's directory (dirfd unless
+				 * --lock-file) */
+	struct stat lockdirst;	/* its owner and mode: who may lock there */
+	char *lockname;		/* the lock file's name in it */
+	char *lockpath;		/* the lock file, as a path */
+	int lockmade;		/* --lock-file: every commit makes it */
 };
 
 /* One snapshot (step 2), handed on to run, commit and discard. */
@@ -351,10 +359,15 @@ static const char help[] =
 "  -x, --lock              serialise whole runs on FILE\n"
 "  -w, --wait=SECONDS      give up on the lock after SECONDS (implies -x)\n"
 "  -n, --nonblock          give up at once if the lock is taken (implies -x)\n"
+"      --lock-file=PATH    lock PATH instead of .FILE.snaprun.lock beside\n"
+"                          FILE (made if absent)\n"
 "      --missing=MODE      FILE absent: absent (default), empty or error\n"
 "  -f, --filter            CMD reads FILE on stdin; its stdout becomes\n"
 "                          FILE's next version; {} is a read-only copy\n"
 "      --no-sync           skip every fsync (for rebuildable caches)\n"
+"      --progress          show progress on stderr for long copies and\n"
+"                          removals (default: on a terminal, after 1 s)\n"
+"      --no-progress       never show progress\n"
 "  -k, --keep              keep the snapshot if nothing is committed\n"
 "      --clean             remove what killed runs left beside FILE\n"
 "  -v, --verbose           say each step on stderr\n"
@@ -490,6 +503,7 @@ static const struct option longs[] = {
 	{ "on-conflict", required_argument, NULL, 'C' },
 	{ "retries", required_argument, NULL, 'r' },
 	{ "lock", no_argument, NULL, 'x' },
+	{ "lock-file", required_argument, NULL, 'F' },
 	{ "wait", required_argument, NULL, 'w' },
 	{ "nonblock", no_argument, NULL, 'n' },
 	{ "missing", required_argument, NULL, 'M' },
@@ -497,6 +511,8 @@ static const struct option longs[] = {
 	{ "keep", no_argument, NULL, 'k' },
 	{ "clean", no_argument, NULL, 'L' },
 	{ "filter", no_argument, NULL, 'f' },
+	{ "progress", no_argument, NULL, 'P' },
+	{ "no-progress", no_argument, NULL, 'Q' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -525,6 +541,13 @@ static void set_option(struct options *o, int c, const char *arg)
 		break;
 	case 'r': o->retries = parse_number("--retries", arg, 1000000); break;
 	case 'x': o->lock = 1; break;
+	case 'F':
+		if (!*arg)
+			die("--lock-file: the file name is empty");
+		o->lock_file = arg;
+		break;
+	case 'P': o->progress = 1; break;
+	case 'Q': o->progress = 0; break;
 	case 'w':
 		o->wait = parse_wait(arg);
 		o->lock = 1;
@@ -555,6 +578,7 @@ static char **parse_options(int argc, char **argv, struct options *o)
 	o->commit_on[0] = 1;
 	o->retries = 3;
 	o->sync = 1;
+	o->progress = -1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:I:c:xw:nfkvhV", longs,
 	    NULL)) != -1) {
@@ -774,8 +798,39 @@ static char *name_prefix(const char *base)
 	return p;
 }
 
+/* The lock file: ".BASE.snaprun.lock" beside FILE, or --lock-file's
+ * PATH, whose directory is opened as given (links followed, as flock(1)
+ * does); the lock file itself never through a link. */
+static void lock_at(const struct options *o, struct target *t)
+{
+	const char *slash = o->lock_file ? strrchr(o->lock_file, '/') : NULL;
+	char *dir;
+
+	t->lockmade = o->lock_file != NULL;
+	if (!o->lock_file) {
+		t->lockdir = t->dirfd;
+		t->lockdirst = t->dirst;
+		t->lockname = join(t->prefix, "lock");
+		t->lockpath = path_cat(t->dir, t->lockname);
+		return;
+	}
+	t->lockname = join(slash ? slash + 1 : o->lock_file);
+	if (!*t->lockname || !strcmp(t->lockname, ".") ||
+	    !strcmp(t->lockname, ".."))
+		die("--lock-file: %s: names a directory, not a file",
+		    o->lock_file);
+	dir = join(slash == o->lock_file ? "/" : slash ? o->lock_file : ".");
+	if (slash && slash != o->lock_file)
+		dir[slash - o->lock_file] = '\0';
+	t->lockpath = join(o->lock_file);
+	t->lockdir = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (t->lockdir < 0 || fstat(t->lockdir, &t->lockdirst) != 0)
+		die("--lock-file: %s:", dir);
+	free(dir);
+}
+
 /* 1. Resolve: FILE's final target, its directory opened (and, for an
- * absent FILE, created unless --missing=error). */
+ * absent FILE, created unless --missing=error), and the lock file's. */
 static void resolve(const struct options *o, struct target *t)
 {
 	struct stat st;
@@ -806,6 +861,7 @@ static void resolve(const struct options *o, struct target *t)
 	t->rel = o->root ? path_below_root(o->root, t) :
 	    o->filter ? join("out/", t->base) : join(t->base);
 	t->prefix = name_prefix(t->base);
+	lock_at(o, t);
 }
 
 /* --------------------------------------------------------------- locks */
@@ -815,43 +871,42 @@ static void resolve(const struct options *o, struct target *t)
  * ours to use. */
 static int trusted(const struct target *t, uid_t uid)
 {
-	return !(t->dirst.st_mode & S_ISVTX) || uid == geteuid() || uid == 0 ||
-	    uid == t->owner || uid == t->dirst.st_uid;
+	return !(t->lockdirst.st_mode & S_ISVTX) || uid == geteuid() ||
+	    uid == 0 || uid == t->owner || uid == t->lockdirst.st_uid;
 }
 
-/* Open ".BASE.snaprun.lock".  Without O_CREAT first: with
- * fs.protected_regular, O_CREAT fails on another user's file in a sticky
- * directory, even for root.  Created, with O_EXCL, only when absent.
- * create is for the runs that need it (-x, keep, fail, retry): for them
- * anything unusable there is an error.  A commit that only joins in the
- * locking gets -1 instead (absent, unreadable, or not ours to use). */
+/* Open the lock file (".BASE.snaprun.lock", or --lock-file's).  Without
+ * O_CREAT first: with fs.protected_regular, O_CREAT fails on another
+ * user's file in a sticky directory, even for root.  Created, with
+ * O_EXCL, only when absent.  create is for the runs that need it (-x,
+ * keep, fail, retry, and any with --lock-file): for them anything
+ * unusable there is an error.  A commit that only joins in the locking
+ * gets -1 instead (absent, unreadable, or not ours to use). */
 static int open_lock(const struct target *t, int create)
 {
-	char *name = join(t->prefix, "lock");
+	const char *name = t->lockname;
 	int flags = O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, fd, tries;
 	struct stat st;
 
 	/* Anything but a regular file could block or mislead, and opening a
 	 * FIFO acts on it: looked at first, never opened.  A commit that
 	 * only joins in the locking does without it. */
-	if (fstatat(t->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	if (fstatat(t->lockdir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    !S_ISREG(st.st_mode)) {
-		if (!create) {
-			free(name);
+		if (!create)
 			return -1;
-		}
-		die("%s/%s: not a regular file", t->dir, name);
+		die("%s: not a regular file", t->lockpath);
 	}
 	for (tries = 0; tries < 100; tries++) {
-		fd = openat(t->dirfd, name, flags);
+		fd = openat(t->lockdir, name, flags);
 		if (fd >= 0 || errno != ENOENT || !create)
 			break;
-		fd = openat(t->dirfd, name, flags | O_CREAT | O_EXCL, 0644);
+		fd = openat(t->lockdir, name, flags | O_CREAT | O_EXCL, 0644);
 		/* Every user of FILE must be able to open it, whatever our
 		 * umask. */
 		if (fd >= 0 && fchmod(fd, 0644) != 0)
-			note("%s/%s: cannot make it readable for all",
-			    t->dir, name);
+			note("%s: cannot make it readable for all",
+			    t->lockpath);
 		if (fd >= 0 || errno != EEXIST)
 			break;
 	}
@@ -861,19 +916,18 @@ static int open_lock(const struct target *t, int create)
 	    (errno == ENOENT || errno == EACCES || errno == ELOOP))
 		fd = -1;
 	else if (fd < 0 || fstat(fd, &st) != 0)
-		die("%s/%s:", t->dir, name);
+		die("%s:", t->lockpath);
 	else if (!S_ISREG(st.st_mode))
-		die("%s/%s: not a regular file", t->dir, name);
+		die("%s: not a regular file", t->lockpath);
 	else if (!trusted(t, st.st_uid) && create)
-		die("%s/%s: another user's file; remove it to lock here",
-		    t->dir, name);
+		die("%s: another user's file; remove it to lock here",
+		    t->lockpath);
 	else if (!trusted(t, st.st_uid)) {
-		note("%s/%s: another user's file; not used as a lock",
-		    t->dir, name);
+		note("%s: another user's file; not used as a lock",
+		    t->lockpath);
 		close(fd);
 		fd = -1;
 	}
-	free(name);
 	return fd;
 }
 
@@ -881,14 +935,11 @@ static int open_lock(const struct target *t, int create)
  * old files nobody writes) or replaced locks nothing any more. */
 static int still_there(const struct target *t, int fd)
 {
-	char *name = join(t->prefix, "lock");
 	struct stat a, b;
-	int same = fstat(fd, &a) == 0 && a.st_nlink > 0 &&
-	    fstatat(t->dirfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 
-	free(name);
-	return same;
+	return fstat(fd, &a) == 0 && a.st_nlink > 0 &&
+	    fstatat(t->lockdir, t->lockname, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 /* flock(2) fd; 0 when it is taken (LOCK_NB) or -w ran out. */
@@ -936,7 +987,7 @@ static int start_lock(const struct target *t, const struct options *o)
 	int fd;
 
 	if (!o->lock) {
-		if (o->conflict != OVERWRITE)
+		if (o->conflict != OVERWRITE || t->lockmade)
 			close(open_lock(t, 1));
 		return -1;
 	}
@@ -962,16 +1013,16 @@ static int start_lock(const struct target *t, const struct options *o)
 
 /* Locking around a commit, decided here: a run under -x holds its lock
  * already; keep, fail and retry lock the lock file, the default mode
- * joins one that is there (and creates none, so it leaves nothing
- * behind).  Held for a moment; returns it (-1: none) and in *check
+ * joins one that is there (and creates none beside FILE, so it leaves
+ * nothing behind; --lock-file's is made when the run starts).  Held for a moment; returns it (-1: none) and in *check
  * whether FILE must still be what was snapshotted, which it must also
  * under -x: a change there means something ignored the lock. */
 static int commit_lock(const struct target *t, const struct options *o,
     int *check)
 {
-	int create = o->conflict != OVERWRITE;
+	int create = o->conflict != OVERWRITE || t->lockmade;
 
-	*check = o->lock || create;
+	*check = o->lock || o->conflict != OVERWRITE;
 	if (o->lock)
 		return -1;
 	for (;;) {
@@ -2810,6 +2861,10 @@ static int finish(struct target *t, int code)
 	free(t->base);
 	free(t->prefix);
 	free(t->rel);
+	free(t->lockname);
+	free(t->lockpath);
+	if (t->lockdir != t->dirfd)
+		close(t->lockdir);
 	close(t->dirfd);
 	return code;
 }
