@@ -58,6 +58,7 @@ extern char **environ;
  * copies.  What a build has, -V lists. */
 #if defined(__linux__) && !defined(SNAPRUN_POSIX)
 #define HAVE_LINUX 1
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #if !defined(SNAPRUN_PLAIN_COPY)
 #define FAST_COPY 1
@@ -65,6 +66,16 @@ extern char **environ;
 #ifndef FICLONE
 #define FICLONE _IOW(0x94, 9, int)	/* <linux/fs.h>, absent in musl */
 #endif
+#endif
+#if !defined(RENAME_EXCHANGE) && defined(SYS_renameat2)
+/* No wrapper in this libc (musl 1.2.3): the system call itself. */
+#define RENAME_NOREPLACE (1 << 0)
+#define RENAME_EXCHANGE (1 << 1)
+static int renameat2(int from, const char *a, int to, const char *b,
+    unsigned flags)
+{
+	return (int)syscall(SYS_renameat2, from, a, to, b, flags);
+}
 #endif
 #if defined(RENAME_EXCHANGE) && defined(RENAME_NOREPLACE)
 #define HAVE_EXCHANGE 1
@@ -1725,16 +1736,28 @@ static const char *snapshot_name(const struct snapshot *s)
 
 /* ------------------------------------------------------ directory trees */
 
-#if defined(HAVE_LINUX) && defined(STATX_ATTR_MOUNT_ROOT)
+#if defined(HAVE_LINUX) && defined(SYS_statx) && defined(AT_EMPTY_PATH)
+/* The kernel's struct statx (<linux/stat.h>) as far as it is read here,
+ * then room for the rest: the system call itself, since not every libc
+ * has a wrapper (musl 1.2.3 has none). */
+struct kstatx {
+	uint32_t mask, blksize;
+	uint64_t attributes;
+	uint32_t nlink, uid, gid;
+	uint16_t mode, spare;
+	uint64_t ino, size, blocks, attributes_mask;
+	uint64_t rest[24];	/* times, devices: 256 bytes in all */
+};
+#define MOUNT_ROOT 0x2000	/* STATX_ATTR_MOUNT_ROOT, Linux 5.8 */
+
 /* The top of a mount, a bind mount of the same filesystem too. */
 static int mount_root(int fd)
 {
-	struct statx sx;
+	struct kstatx sx;
 
-	return statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW,
-	    0, &sx) == 0 &&
-	    (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
-	    (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+	return syscall(SYS_statx, fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW,
+	    0U, &sx) == 0 && (sx.attributes_mask & MOUNT_ROOT) &&
+	    (sx.attributes & MOUNT_ROOT);
 }
 #else
 static int mount_root(int fd)
