@@ -209,6 +209,140 @@ static volatile sig_atomic_t timed_out;	/* -w ran out */
 static int verbose;			/* -v */
 static char errbuf[BUFSIZ];		/* stderr by lines: one write each */
 
+/* ------------------------------------------------------------ progress */
+
+/* One line on stderr for long work (a big file's copy, a tree's, the
+ * removal of an old tree): bytes and entries done, of how many where
+ * known, and the rate, rewritten in place and erased when done, as git
+ * does.  Shown on a terminal once the work has lasted a second; at once
+ * and on any stderr with --progress; never with --no-progress.  The clock
+ * is read only every PROGRESS_EVERY units, and between phases an update
+ * is one test.  A global: die() must erase it, and the copies deep in
+ * the walks count into it. */
+#define PROGRESS_EVERY ((uintmax_t)1 << 22)	/* 4 MiB, or 64 entries */
+#define PROGRESS_ENTRY ((uintmax_t)1 << 16)
+
+static struct progress {
+	int enabled;		/* this run may show it */
+	double delay;		/* how long work lasts before it shows */
+	const char *what;	/* the phase under way, NULL for none */
+	const char *file;
+	uintmax_t bytes, entries, total;	/* total bytes, 0 unknown */
+	uintmax_t pending;	/* units since the clock was read */
+	double start, next;	/* when the phase began; the next update */
+	int width;		/* of the line shown, 0 for none */
+} progress;
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* n bytes as "12.3 MiB". */
+static char *human(char *buf, size_t size, double n)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int u = 0;
+
+	while (n >= 1024 && u < 4) {
+		n /= 1024;
+		u++;
+	}
+	snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", n, units[u]);
+	return buf;
+}
+
+/* The line shown, if any, blanked out; the cursor back at its start. */
+static void progress_erase(void)
+{
+	if (progress.width)
+		fprintf(stderr, "\r%*s\r", progress.width, "");
+	progress.width = 0;
+	fflush(stderr);
+}
+
+/* The line for what is done now, over the one shown: bytes (of the
+ * total), entries, and the rate of what is counted. */
+static void progress_draw(double t)
+{
+	char line[160], a[32], b[32];
+	const struct progress *p = &progress;
+	double secs = t - p->start > 1e-3 ? t - p->start : 1e-3;
+	size_t n = 0;
+	int w, room;
+
+	if (p->bytes || p->total)
+		n += (size_t)snprintf(line, sizeof line, "%s%s%s, ",
+		    human(a, sizeof a, (double)p->bytes),
+		    p->total ? " of " : "",
+		    p->total ? human(b, sizeof b, (double)p->total) : "");
+	if (p->entries)
+		snprintf(line + n, sizeof line - n, "%ju entries, %.0f/s",
+		    p->entries, (double)p->entries / secs);
+	else
+		snprintf(line + n, sizeof line - n, "%s/s",
+		    human(b, sizeof b, (double)p->bytes / secs));
+	/* One line of 79 columns at most: the name gives way. */
+	room = 79 - (int)(strlen(line) + strlen(p->what) + 12);
+	w = fprintf(stderr, "\rsnaprun: %s %.*s: %s", p->what,
+	    room > 0 ? room : 0, p->file, line) - 1;
+	if (w < progress.width)
+		fprintf(stderr, "%*s", progress.width - w, "");
+	progress.width = w > progress.width ? w : progress.width;
+	fflush(stderr);
+}
+
+/* --progress (1), --no-progress (0), or neither (-1). */
+static void progress_setup(int mode)
+{
+	progress.enabled = mode > 0 || (mode < 0 && isatty(2));
+	progress.delay = mode > 0 ? 0 : 1;
+}
+
+/* A phase of work on file begins; total bytes, 0 when not known. */
+static void progress_start(const char *what, const char *file,
+    uintmax_t total)
+{
+	progress_erase();
+	if (!progress.enabled)
+		return;
+	progress.what = what;
+	progress.file = file;
+	progress.bytes = progress.entries = progress.pending = 0;
+	progress.total = total;
+	progress.start = now();
+	progress.next = progress.start + progress.delay;
+}
+
+/* bytes and entries more done. */
+static void progress_add(uintmax_t bytes, uintmax_t entries)
+{
+	double t;
+
+	if (!progress.what)
+		return;
+	progress.bytes += bytes;
+	progress.entries += entries;
+	progress.pending += bytes + entries * PROGRESS_ENTRY;
+	if (progress.pending < PROGRESS_EVERY)
+		return;
+	progress.pending = 0;
+	t = now();
+	if (t < progress.next)
+		return;
+	progress.next = t + 0.25;
+	progress_draw(t);
+}
+
+static void progress_end(void)
+{
+	progress_erase();
+	progress.what = NULL;
+}
+
 /* ------------------------------------------------------------ messages */
 
 /* "snaprun: " and the message on one line, control characters shown
@@ -222,6 +356,7 @@ static void vsay(const char *fmt, va_list ap)
 	const unsigned char *p;
 
 	vsnprintf(msg, sizeof msg, fmt, ap);
+	progress_erase();
 	fputs("snaprun: ", stderr);
 	for (p = (const unsigned char *)msg; *p; p++) {
 		if (*p == '\n')
@@ -1315,6 +1450,7 @@ static int remove_entry(struct walk *w, int dir, const char *name)
 	int err;
 
 	(void)w;
+	progress_add(0, 1);
 	if (unlinkat(dir, name, 0) == 0 || errno == ENOENT)
 		return 0;
 	err = errno;
@@ -1488,7 +1624,8 @@ static void copy_range(int in, int out, off_t off, off_t len, const char *file)
 	while (kernel_copy && len > 0) {
 		off_t i = off, o = off;
 		size_t want = len > (1 << 30) ? 1 << 30 : (size_t)len;
-		ssize_t n = copy_file_range(in, &i, out, &o, want, 0);
+		ssize_t n = copy_file_range(in, &i, out, &o,
+		    progress.what && want > 1 << 24 ? 1 << 24 : want, 0);
 
 		if (n < 0 && (errno == EXDEV || errno == ENOSYS ||
 		    errno == EOPNOTSUPP || errno == EINVAL)) {
@@ -1502,6 +1639,7 @@ static void copy_range(int in, int out, off_t off, off_t len, const char *file)
 			return;	/* FILE shrank under us */
 		off += n > 0 ? n : 0;
 		len -= n > 0 ? n : 0;
+		progress_add((uintmax_t)(n > 0 ? n : 0), 0);
 	}
 #endif
 	while (len > 0) {
@@ -1525,6 +1663,7 @@ static void copy_range(int in, int out, off_t off, off_t len, const char *file)
 		}
 		off += n > 0 ? n : 0;
 		len -= n > 0 ? n : 0;
+		progress_add((uintmax_t)(n > 0 ? n : 0), 0);
 	}
 }
 
@@ -1888,6 +2027,7 @@ static int copy_entry(struct walk *w, int dir, const char *name)
 	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 		return -1;
 	c->entries++;
+	progress_add(0, 1);
 	if (S_ISDIR(st.st_mode) && st.st_dev != c->dev)
 		refuse_entry(w, c->file, name,
 		    "a mount point; nothing snapshotted");
@@ -2048,6 +2188,7 @@ static const char *fill(const struct target *t, const struct options *o,
 	if (s->srcfd >= 0 && S_ISDIR(s->orig.st_mode)) {
 		how = fill_tree(t, s);
 	} else if (s->srcfd >= 0) {
+		progress.total = (uintmax_t)s->orig.st_size;
 		out = openat(s->subfd, snapshot_name(s),
 		    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (out < 0)
@@ -2153,7 +2294,9 @@ static void take(const struct target *t, const struct options *o,
 	s->subfd = snapshot_dir(s, 1);
 	if (s->subfd < 0)
 		die("%s:", s->path);
+	progress_start("copying", t->file, 0);
 	how = o->filter ? fill_filter(t, o, s) : fill(t, o, s);
+	progress_end();
 	if (!s->subst)
 		s->subst = join(o->root ? s->priv : s->path);
 	close(s->subfd);	/* walked again at the commit */
@@ -2837,8 +2980,12 @@ static void discard(struct snapshot *s)
 	if (s->name[0] && s->keep && s->ran &&
 	    renameat(s->dirfd, s->name, s->dirfd, kept) == 0)
 		say("snapshot kept: %s.kept/%s", s->priv, s->rel);
-	else if (s->name[0] && remove_dir(s->dirfd, s->name, s->privfd) != 0)
-		say("%s:", s->priv ? s->priv : s->name);
+	else if (s->name[0]) {
+		progress_start("removing", s->priv ? s->priv : s->name, 0);
+		if (remove_dir(s->dirfd, s->name, s->privfd) != 0)
+			say("%s:", s->priv ? s->priv : s->name);
+		progress_end();
+	}
 	if (s->subfd >= 0)
 		close(s->subfd);
 	if (s->privfd >= 0)
@@ -2923,6 +3070,7 @@ int main(int argc, char **argv)
 	open_std_fds();				/* none of ours is 0, 1 or 2 */
 	setvbuf(stderr, errbuf, _IOLBF, sizeof errbuf);
 	cmd = parse_options(argc, argv, &o);	/* options, FILE, then CMD */
+	progress_setup(o.progress);		/* on a terminal, or asked */
 	catch_signals(&sg);			/* forwarded to CMD */
 	resolve(&o, &t);			/* 1. the final target */
 	if (o.clean)				/* --clean: leftovers only */
