@@ -75,3 +75,12 @@ need_git_checkout() {
 	run "$T/x/snaprun-$v/snaprun" --version
 	[ "${lines[0]}" = "snaprun $v" ]
 }
+
+@test "make check without bats says that bats is missing and how to get it" {
+	need_cmd make
+	run make -s -C "$REPO" check BATS=/nonexistent/bats
+	[ "$status" -ne 0 ]
+	[[ $output == *"/nonexistent/bats not found: the tests need bats-core"* ]]
+	[[ $output == *"apt-get install bats"* ]]
+	[[ $output != *passed* ]]
+}
