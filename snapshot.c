@@ -233,7 +233,7 @@ static struct progress {
 	int width;		/* of the line shown, 0 for none */
 } progress;
 
-static double now(void)
+static double monotonic(void)
 {
 	struct timespec ts;
 
@@ -268,17 +268,20 @@ static void progress_erase(void)
  * total), entries, and the rate of what is counted. */
 static void progress_draw(double t)
 {
-	char line[160], a[32], b[32];
+	char line[160], b[32];
 	const struct progress *p = &progress;
 	double secs = t - p->start > 1e-3 ? t - p->start : 1e-3;
 	size_t n = 0;
 	int w, room;
 
-	if (p->bytes || p->total)
+	if (p->bytes || p->total) {
+		char a[32];
+
 		n += (size_t)snprintf(line, sizeof line, "%s%s%s, ",
 		    human(a, sizeof a, (double)p->bytes),
 		    p->total ? " of " : "",
 		    p->total ? human(b, sizeof b, (double)p->total) : "");
+	}
 	if (p->entries)
 		snprintf(line + n, sizeof line - n, "%ju entries, %.0f/s",
 		    p->entries, (double)p->entries / secs);
@@ -313,7 +316,7 @@ static void progress_start(const char *what, const char *file,
 	progress.file = file;
 	progress.bytes = progress.entries = progress.pending = 0;
 	progress.total = total;
-	progress.start = now();
+	progress.start = monotonic();
 	progress.next = progress.start + progress.delay;
 }
 
@@ -330,7 +333,7 @@ static void progress_add(uintmax_t bytes, uintmax_t entries)
 	if (progress.pending < PROGRESS_EVERY)
 		return;
 	progress.pending = 0;
-	t = now();
+	t = monotonic();
 	if (t < progress.next)
 		return;
 	progress.next = t + 0.25;
@@ -1160,9 +1163,10 @@ static int start_lock(const struct target *t, const struct options *o)
 /* Locking around a commit, decided here: a run under -x holds its lock
  * already; keep, fail and retry lock the lock file, the default mode
  * joins one that is there (and creates none beside FILE, so it leaves
- * nothing behind; --lock-file's is made when the run starts).  Held for a moment; returns it (-1: none) and in *check
- * whether FILE must still be what was snapshotted, which it must also
- * under -x: a change there means something ignored the lock. */
+ * nothing behind; --lock-file's is made when the run starts).  Held
+ * for a moment; returns it (-1: none) and in *check whether FILE must
+ * still be what was snapshotted, which it must also under -x: a change
+ * there means something ignored the lock. */
 static int commit_lock(const struct target *t, const struct options *o,
     int *check)
 {

@@ -101,72 +101,47 @@ in_clone() {
 	cd "$T/clone" || return 1
 }
 
+# promise EXAMPLE PATTERN TEST: when EXAMPLE has PATTERN (a grep BRE),
+# the shell TEST must hold after it ran; checked counts the promises.
+promise() {
+	grep -q -- "$2" "$1" || return 0
+	checked=$((checked + 1))
+	eval "$3" || { echo "example does $2, but not: $3" >&2; return 1; }
+}
+
 # check EXAMPLE: what it promises, for each thing it does.  Every example
-# must meet at least one check.
+# must meet at least one promise.
 check() {
-	local ex=$1 checked=0
-	if grep -q "jq '.version = 2'" "$ex"; then
-		[ "$(jq .version state.json)" = 2 ] && [ "$(jq -r .name state.json)" = demo ]
-		checked=1
-	fi
-	if grep -q 'debug = off' "$ex"; then
-		grep -qx 'debug = off' settings.ini && grep -qx 'name = demo' settings.ini
-		checked=1
-	fi
-	if grep -q 'mypy .*--cache-dir {}' "$ex"; then
-		[ -f .mypy_cache/CACHEDIR.TAG ] && [ -n "$(ls -A .mypy_cache/3.*)" ]
-		checked=1
-	fi
-	if grep -q 'cache\.db' "$ex"; then
-		[ "$(head -c 15 .mypy_cache/3.*/cache.db)" = "SQLite format 3" ]
-		checked=1
-	fi
-	if grep -q 'date >> "$1"' "$ex"; then
-		[ "$(wc -l < notes.txt)" -eq 3 ] && sort -c notes.txt
-		checked=1
-	fi
-	if grep -q 'SNAPRUN_FILE' "$ex"; then
-		grep -q '^checked ' notes.txt
-		checked=1
-	fi
-	if grep -q 'requirements.txt -- sort -u' "$ex"; then
-		[ "$(cat requirements.txt)" = "$(printf 'attrs\nrequests')" ]
-		checked=1
-	fi
-	if grep -q 'counter' "$ex"; then
-		[ "$(cat counter)" = 1 ]
-		checked=1
-	fi
-	if grep -q 'snaprun.lock.*\.gitignore' "$ex"; then
-		grep -qxF '*.snaprun.lock' .gitignore
-		checked=1
-	fi
-	if grep -q -- '--lock-file=' "$ex"; then
-		local lock
-		lock=$(sed -n 's/.*--lock-file=\([^ ]*\).*/\1/p' "$ex")
-		[ -f "$lock" ] && [ -z "$(find . -maxdepth 1 -name '*.snaprun.lock')" ]
-		checked=1
-	fi
-	if grep -q 'make install PREFIX=$HOME/.local' "$ex"; then
-		[ -x "$HOME/.local/bin/snaprun" ] && [ -f "$HOME/.local/share/man/man1/snaprun.1" ]
-		grep -qx "snaprun $(sed -n 's/^VERSION *= *//p' Makefile)" "$T/out"
-		checked=1
-	fi
-	if grep -q 'sqlite3 {}' "$ex"; then
-		[ "$(sqlite3 app.db 'SELECT state FROM jobs WHERE id = 7')" = done ]
-		[ "$(sqlite3 app.db 'SELECT state FROM jobs WHERE id = 8')" = new ]
-		checked=1
-	fi
-	if grep -q 'new-hosts.txt' "$ex"; then
-		[ "$(cat hosts.txt)" = "$(printf 'a.example\nb.example\nc.example')" ]
-		checked=1
-	fi
-	if grep -q 'update-state' "$ex"; then
-		[ "$(jq .version state.json)" = 3 ]
-		checked=1
-	fi
+	local ex=$1 checked=0 v
+	v=$(sed -n 's/^VERSION *= *//p' "$REPO/Makefile")
+	promise "$ex" "jq '.version = 2'" \
+		'[ "$(jq .version state.json)" = 2 ] && [ "$(jq -r .name state.json)" = demo ]'
+	promise "$ex" 'debug = off' \
+		'grep -qx "debug = off" settings.ini && grep -qx "name = demo" settings.ini'
+	# the directory recipe: .mypy_cache itself is FILE
+	promise "$ex" '\.mypy_cache \(--\|\\$\)' \
+		'[ -f .mypy_cache/CACHEDIR.TAG ] && [ -n "$(ls -A .mypy_cache/3.*)" ]'
+	promise "$ex" 'cache\.db' \
+		'[ "$(head -c 15 .mypy_cache/3.*/cache.db)" = "SQLite format 3" ]'
+	promise "$ex" 'date >> "$1"' '[ "$(wc -l < notes.txt)" -eq 3 ] && sort -c notes.txt'
+	promise "$ex" 'SNAPRUN_FILE' 'grep -q "^checked " notes.txt'
+	promise "$ex" 'requirements.txt -- sort -u' \
+		'[ "$(cat requirements.txt)" = "$(printf "attrs\nrequests")" ]'
+	promise "$ex" 'counter' '[ "$(cat counter)" = 1 ]'
+	promise "$ex" 'snaprun.lock.*\.gitignore' 'grep -qxF "*.snaprun.lock" .gitignore'
+	promise "$ex" '--lock-file=' \
+		'[ -f "$(sed -n "s/.*--lock-file=\([^ ]*\).*/\1/p" "$ex")" ] &&
+		 [ -z "$(find . -maxdepth 1 -name "*.snaprun.lock")" ]'
+	promise "$ex" 'make install PREFIX=$HOME/.local' \
+		'[ -x "$HOME/.local/bin/snaprun" ] && [ -f "$HOME/.local/share/man/man1/snaprun.1" ] &&
+		 grep -qx "snaprun $v" "$T/out"'
+	promise "$ex" 'sqlite3 {}' \
+		'[ "$(sqlite3 app.db "SELECT group_concat(state) FROM jobs ORDER BY id")" = done,new ]'
+	promise "$ex" 'new-hosts.txt' \
+		'[ "$(cat hosts.txt)" = "$(printf "a.example\nb.example\nc.example")" ]'
+	promise "$ex" 'update-state' '[ "$(jq .version state.json)" = 3 ]'
 	if [ "$checked" = 0 ]; then
-		echo "no check for this example; add one to check() in $BATS_TEST_FILENAME" >&2
+		echo "no promise checked for this example; add one to check() in $BATS_TEST_FILENAME" >&2
 		return 1
 	fi
 	no_leftovers .
