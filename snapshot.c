@@ -9,7 +9,8 @@
  * one renameat2(RENAME_EXCHANGE); with -f, CMD filters FILE from its
  * stdin to its stdout, which becomes the new file.  The private directory
  * stays flock(2)ed while snaprun or CMD lives, so a later run (or --clean)
- * removes a killed run's leftovers only once nothing uses them.
+ * removes a killed run's leftovers only once nothing uses them.  A long
+ * copy or removal shows one progress line on stderr (see "progress").
  *
  * main() calls the steps in order; each is numbered where it is defined:
  *   1. resolve     FILE's final target; its directory opened, by descriptor
@@ -268,7 +269,7 @@ static void progress_erase(void)
  * total), entries, and the rate of what is counted. */
 static void progress_draw(double t)
 {
-	char line[160], b[32];
+	char line[160], b[32], name[80], *c;
 	const struct progress *p = &progress;
 	double secs = t - p->start > 1e-3 ? t - p->start : 1e-3;
 	size_t n = 0;
@@ -288,10 +289,14 @@ static void progress_draw(double t)
 	else
 		snprintf(line + n, sizeof line - n, "%s/s",
 		    human(b, sizeof b, (double)p->bytes / secs));
-	/* One line of 79 columns at most: the name gives way. */
+	/* One line of 79 columns at most: the name gives way, and shows
+	 * no control character. */
 	room = 79 - (int)(strlen(line) + strlen(p->what) + 12);
-	w = fprintf(stderr, "\rsnaprun: %s %.*s: %s", p->what,
-	    room > 0 ? room : 0, p->file, line) - 1;
+	snprintf(name, sizeof name, "%.*s", room > 0 ? room : 0, p->file);
+	for (c = name; *c; c++)
+		if ((unsigned char)*c < ' ' || *c == 0x7f)
+			*c = '?';
+	w = fprintf(stderr, "\rsnaprun: %s %s: %s", p->what, name, line) - 1;
 	if (w < progress.width)
 		fprintf(stderr, "%*s", progress.width - w, "");
 	progress.width = w > progress.width ? w : progress.width;
