@@ -71,6 +71,8 @@ needs() {
 	for tool in jq mypy sqlite3 awk sed sort; do
 		grep -qE "(^|[ '(])$tool( |$)" "$ex" && need_cmd "$tool"
 	done
+	# a directory snapshot (.mypy_cache itself is FILE) needs the exchange
+	grep -q '\.mypy_cache \(--\|\\$\)' "$ex" && need_feature exchange
 	if grep -q mypy "$ex"; then
 		read -r major minor < <(mypy_version)
 		if grep -q -- --sqlite-num-shards "$ex" && (( major * 100 + minor < 120 )); then

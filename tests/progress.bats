@@ -11,8 +11,10 @@ teardown() {
 }
 
 # tree DIR N: a directory of N small files (a copy of it counts entries,
-# whatever the filesystem; every 64 entries the clock is read).
+# whatever the filesystem; every 64 entries the clock is read).  Only a
+# build with the atomic exchange takes a tree.
 tree() {
+	need_feature exchange	# a build without it takes no tree
 	mkdir -p "$1"
 	local i
 	for (( i = 0; i < $2; i++ )); do echo "$i" > "$1/f$i"; done
