@@ -1,9 +1,10 @@
 .POSIX:
-# snaprun — see README.md.  The version lives here and nowhere else.
+# snaprun — see README.md.  The version lives here and nowhere else (the
+# man page's footer carries it too; tests/release.bats checks they agree).
 # POSIX make (make, bmake): build, check, install.  The quality gates need
 # GNU make and live in GNUmakefile, which GNU make reads instead of this
 # file and which includes it.
-VERSION = 0.2.0
+VERSION = 0.3.0
 
 PREFIX  = /usr/local
 BINDIR  = $(PREFIX)/bin
@@ -35,12 +36,20 @@ snaprun: snapshot.c
 # check: the suite, several test files at once (about 2 minutes on two
 # cores), the stress tests (random kills, readers during commits, many
 # concurrent runs) with fewer repetitions; check-slow: only those, in full.
-check: snaprun
+check: snaprun need-bats
 	SNAPRUN="$$PWD/snaprun" $(RUN_TESTS)
 
-check-slow: snaprun
+check-slow: snaprun need-bats
 	SNAPRUN_STRESS=full SNAPRUN_TEST_FILTER='^stress: ' \
 		SNAPRUN="$$PWD/snaprun" $(RUN_TESTS)
+
+# Without bats the suite cannot run: say so, and how to get it.
+need-bats:
+	@command -v $(BATS) >/dev/null 2>&1 || { \
+		echo "make: $(BATS) not found: the tests need bats-core" \
+		"(Debian, Ubuntu: apt-get install bats; Fedora: dnf install" \
+		"bats; macOS: brew install bats-core; or" \
+		"https://github.com/bats-core/bats-core)" >&2; exit 1; }
 
 install: snaprun
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
@@ -57,6 +66,6 @@ uninstall:
 		$(DESTDIR)$(FISHDIR)/snaprun.fish
 
 clean:
-	rm -rf snaprun build
+	rm -rf snaprun build snaprun-*.tar.gz
 
-.PHONY: all check check-slow install uninstall clean
+.PHONY: all check check-slow need-bats install uninstall clean

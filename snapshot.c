@@ -9,7 +9,8 @@
  * one renameat2(RENAME_EXCHANGE); with -f, CMD filters FILE from its
  * stdin to its stdout, which becomes the new file.  The private directory
  * stays flock(2)ed while snaprun or CMD lives, so a later run (or --clean)
- * removes a killed run's leftovers only once nothing uses them.
+ * removes a killed run's leftovers only once nothing uses them.  A long
+ * copy or removal shows one progress line on stderr (see "progress").
  *
  * main() calls the steps in order; each is numbered where it is defined:
  *   1. resolve     FILE's final target; its directory opened, by descriptor
@@ -59,6 +60,7 @@ extern char **environ;
 #if defined(__linux__) && !defined(SNAPRUN_POSIX)
 #define HAVE_LINUX 1
 #include <sys/ioctl.h>	/* FIONREAD */
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #if !defined(SNAPRUN_PLAIN_COPY)
 #define FAST_COPY 1
@@ -66,6 +68,16 @@ extern char **environ;
 #ifndef FICLONE
 #define FICLONE _IOW(0x94, 9, int)	/* <linux/fs.h>, absent in musl */
 #endif
+#endif
+#if !defined(RENAME_EXCHANGE) && defined(SYS_renameat2)
+/* No wrapper in this libc (musl 1.2.3): the system call itself. */
+#define RENAME_NOREPLACE (1 << 0)
+#define RENAME_EXCHANGE (1 << 1)
+static int renameat2(int from, const char *a, int to, const char *b,
+    unsigned flags)
+{
+	return (int)syscall(SYS_renameat2, from, a, to, b, flags);
+}
 #endif
 #if defined(RENAME_EXCHANGE) && defined(RENAME_NOREPLACE)
 #define HAVE_EXCHANGE 1
@@ -140,6 +152,8 @@ struct options {
 	int clean;		/* --clean */
 	int filter;		/* -f: CMD filters FILE, stdin to stdout */
 	int copy;		/* CMD has the placeholder */
+	const char *lock_file;	/* --lock-file */
+	int progress;		/* --progress 1, --no-progress 0, else -1 */
 };
 
 /* The directories a run made for an absent FILE, the last parts of its
@@ -166,6 +180,12 @@ struct target {
 	struct stat dirst;	/* dir's owner and mode: who may lock here */
 	uid_t owner;		/* FILE's owner; (uid_t)-1 when absent */
 	struct made made;	/* the directories made for it */
+	int lockdir;		/* the lock file's directory (dirfd unless
+				 * --lock-file) */
+	struct stat lockdirst;	/* its owner and mode: who may lock there */
+	char *lockname;		/* the lock file's name in it */
+	char *lockpath;		/* the lock file, as a path */
+	int lockmade;		/* --lock-file: every commit makes it */
 };
 
 /* One snapshot (step 2), handed on to run, commit and discard. */
@@ -212,6 +232,147 @@ static volatile sig_atomic_t timed_out;	/* -w ran out */
 static int verbose;			/* -v */
 static char errbuf[BUFSIZ];		/* stderr by lines: one write each */
 
+/* ------------------------------------------------------------ progress */
+
+/* One line on stderr for long work (a big file's copy, a tree's, the
+ * removal of an old tree): bytes and entries done, of how many where
+ * known, and the rate, rewritten in place and erased when done, as git
+ * does.  Shown on a terminal once the work has lasted a second; at once
+ * and on any stderr with --progress; never with --no-progress.  The clock
+ * is read only every PROGRESS_EVERY units, and between phases an update
+ * is one test.  A global: die() must erase it, and the copies deep in
+ * the walks count into it. */
+#define PROGRESS_EVERY ((uintmax_t)1 << 22)	/* 4 MiB, or 64 entries */
+#define PROGRESS_ENTRY ((uintmax_t)1 << 16)
+
+static struct progress {
+	int enabled;		/* this run may show it */
+	double delay;		/* how long work lasts before it shows */
+	const char *what;	/* the phase under way, NULL for none */
+	const char *file;
+	uintmax_t bytes, entries, total;	/* total bytes, 0 unknown */
+	uintmax_t pending;	/* units since the clock was read */
+	double start, next;	/* when the phase began; the next update */
+	int width;		/* of the line shown, 0 for none */
+} progress;
+
+static double monotonic(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* n bytes as "12.3 MiB". */
+static char *human(char *buf, size_t size, double n)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int u = 0;
+
+	while (n >= 1024 && u < 4) {
+		n /= 1024;
+		u++;
+	}
+	snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", n, units[u]);
+	return buf;
+}
+
+/* The line shown, if any, blanked out; the cursor back at its start. */
+static void progress_erase(void)
+{
+	if (progress.width)
+		fprintf(stderr, "\r%*s\r", progress.width, "");
+	progress.width = 0;
+	fflush(stderr);
+}
+
+/* The line for what is done now, over the one shown: bytes (of the
+ * total), entries, and the rate of what is counted. */
+static void progress_draw(double t)
+{
+	char line[160], b[32], name[80], *c;
+	const struct progress *p = &progress;
+	double secs = t - p->start > 1e-3 ? t - p->start : 1e-3;
+	size_t n = 0;
+	int w, room;
+
+	if (p->bytes || p->total) {
+		char a[32];
+
+		n += (size_t)snprintf(line, sizeof line, "%s%s%s, ",
+		    human(a, sizeof a, (double)p->bytes),
+		    p->total ? " of " : "",
+		    p->total ? human(b, sizeof b, (double)p->total) : "");
+	}
+	if (p->entries)
+		snprintf(line + n, sizeof line - n, "%ju entries, %.0f/s",
+		    p->entries, (double)p->entries / secs);
+	else
+		snprintf(line + n, sizeof line - n, "%s/s",
+		    human(b, sizeof b, (double)p->bytes / secs));
+	/* One line of 79 columns at most: the name gives way, and shows
+	 * no control character. */
+	room = 79 - (int)(strlen(line) + strlen(p->what) + 12);
+	snprintf(name, sizeof name, "%.*s", room > 0 ? room : 0, p->file);
+	for (c = name; *c; c++)
+		if ((unsigned char)*c < ' ' || *c == 0x7f)
+			*c = '?';
+	w = fprintf(stderr, "\rsnaprun: %s %s: %s", p->what, name, line) - 1;
+	if (w < progress.width)
+		fprintf(stderr, "%*s", progress.width - w, "");
+	progress.width = w > progress.width ? w : progress.width;
+	fflush(stderr);
+}
+
+/* --progress (1), --no-progress (0), or neither (-1). */
+static void progress_setup(int mode)
+{
+	progress.enabled = mode > 0 || (mode < 0 && isatty(2));
+	progress.delay = mode > 0 ? 0 : 1;
+}
+
+/* A phase of work on file begins; total bytes, 0 when not known. */
+static void progress_start(const char *what, const char *file,
+    uintmax_t total)
+{
+	progress_erase();
+	if (!progress.enabled)
+		return;
+	progress.what = what;
+	progress.file = file;
+	progress.bytes = progress.entries = progress.pending = 0;
+	progress.total = total;
+	progress.start = monotonic();
+	progress.next = progress.start + progress.delay;
+}
+
+/* bytes and entries more done. */
+static void progress_add(uintmax_t bytes, uintmax_t entries)
+{
+	double t;
+
+	if (!progress.what)
+		return;
+	progress.bytes += bytes;
+	progress.entries += entries;
+	progress.pending += bytes + entries * PROGRESS_ENTRY;
+	if (progress.pending < PROGRESS_EVERY)
+		return;
+	progress.pending = 0;
+	t = monotonic();
+	if (t < progress.next)
+		return;
+	progress.next = t + 0.25;
+	progress_draw(t);
+}
+
+static void progress_end(void)
+{
+	progress_erase();
+	progress.what = NULL;
+}
+
 /* ------------------------------------------------------------ messages */
 
 /* "snaprun: " and the message on one line, control characters shown
@@ -225,6 +386,7 @@ static void vsay(const char *fmt, va_list ap)
 	const unsigned char *p;
 
 	vsnprintf(msg, sizeof msg, fmt, ap);
+	progress_erase();
 	fputs("snaprun: ", stderr);
 	for (p = (const unsigned char *)msg; *p; p++) {
 		if (*p == '\n')
@@ -376,11 +538,16 @@ static const char help[] =
 "  -x, --lock              serialise whole runs on FILE\n"
 "  -w, --wait=SECONDS      give up on the lock after SECONDS (implies -x)\n"
 "  -n, --nonblock          give up at once if the lock is taken (implies -x)\n"
+"      --lock-file=PATH    lock PATH instead of .FILE.snaprun.lock beside\n"
+"                          FILE (made if absent)\n"
 "      --missing=MODE      FILE absent: absent (default; -f: an error),\n"
 "                          empty or error\n"
 "  -f, --filter            CMD reads FILE on stdin; its stdout becomes\n"
 "                          FILE's next version; {} is a read-only copy\n"
 "      --no-sync           skip every fsync (for rebuildable caches)\n"
+"      --progress          show progress on stderr for long copies and\n"
+"                          removals (default: on a terminal, after 1 s)\n"
+"      --no-progress       never show progress\n"
 "  -k, --keep              keep the snapshot if nothing is committed\n"
 "      --clean             remove what killed runs left beside FILE\n"
 "  -v, --verbose           say each step on stderr\n"
@@ -537,6 +704,7 @@ static const struct option longs[] = {
 	{ "on-conflict", required_argument, NULL, 'C' },
 	{ "retries", required_argument, NULL, 'r' },
 	{ "lock", no_argument, NULL, 'x' },
+	{ "lock-file", required_argument, NULL, 'F' },
 	{ "wait", required_argument, NULL, 'w' },
 	{ "nonblock", no_argument, NULL, 'n' },
 	{ "missing", required_argument, NULL, 'M' },
@@ -544,6 +712,8 @@ static const struct option longs[] = {
 	{ "keep", no_argument, NULL, 'k' },
 	{ "clean", no_argument, NULL, 'L' },
 	{ "filter", no_argument, NULL, 'f' },
+	{ "progress", no_argument, NULL, 'P' },
+	{ "no-progress", no_argument, NULL, 'Q' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -572,6 +742,13 @@ static void set_option(struct options *o, int c, const char *arg)
 		break;
 	case 'r': o->retries = parse_number("--retries", arg, 1000000); break;
 	case 'x': o->lock = 1; break;
+	case 'F':
+		if (!*arg)
+			die("--lock-file: the file name is empty");
+		o->lock_file = arg;
+		break;
+	case 'P': o->progress = 1; break;
+	case 'Q': o->progress = 0; break;
 	case 'w':
 		o->wait = parse_wait(arg);
 		o->lock = 1;
@@ -602,6 +779,7 @@ static char **parse_options(int argc, char **argv, struct options *o)
 	o->commit_on[0] = 1;
 	o->retries = 3;
 	o->sync = 1;
+	o->progress = -1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:I:c:xw:nfkvhV", longs,
 	    NULL)) != -1) {
@@ -877,8 +1055,39 @@ static void no_input(const char *file, const struct options *o)
 	    file, strerror(ENOENT));
 }
 
+/* The lock file: ".BASE.snaprun.lock" beside FILE, or --lock-file's
+ * PATH, whose directory is opened as given (links followed, as flock(1)
+ * does); the lock file itself never through a link. */
+static void lock_at(const struct options *o, struct target *t)
+{
+	const char *slash = o->lock_file ? strrchr(o->lock_file, '/') : NULL;
+	char *dir;
+
+	t->lockmade = o->lock_file != NULL;
+	if (!o->lock_file) {
+		t->lockdir = t->dirfd;
+		t->lockdirst = t->dirst;
+		t->lockname = join(t->prefix, "lock");
+		t->lockpath = path_cat(t->dir, t->lockname);
+		return;
+	}
+	t->lockname = join(slash ? slash + 1 : o->lock_file);
+	if (!*t->lockname || !strcmp(t->lockname, ".") ||
+	    !strcmp(t->lockname, ".."))
+		die("--lock-file: %s: names a directory, not a file",
+		    o->lock_file);
+	dir = join(slash == o->lock_file ? "/" : slash ? o->lock_file : ".");
+	if (slash && slash != o->lock_file)
+		dir[slash - o->lock_file] = '\0';
+	t->lockpath = join(o->lock_file);
+	t->lockdir = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (t->lockdir < 0 || fstat(t->lockdir, &t->lockdirst) != 0)
+		die("--lock-file: %s:", dir);
+	free(dir);
+}
+
 /* 1. Resolve: FILE's final target, its directory opened (and, for an
- * absent FILE, created unless --missing=error). */
+ * absent FILE, created unless --missing=error), and the lock file's. */
 static void resolve(const struct options *o, struct target *t)
 {
 	struct stat st;
@@ -914,6 +1123,7 @@ static void resolve(const struct options *o, struct target *t)
 	t->rel = o->root ? path_below_root(o->root, t) :
 	    o->filter ? join("out/", t->base) : join(t->base);
 	t->prefix = name_prefix(t->base);
+	lock_at(o, t);
 }
 
 /* --------------------------------------------------------------- locks */
@@ -923,8 +1133,8 @@ static void resolve(const struct options *o, struct target *t)
  * ours to use. */
 static int trusted(const struct target *t, uid_t uid)
 {
-	return !(t->dirst.st_mode & S_ISVTX) || uid == geteuid() || uid == 0 ||
-	    uid == t->owner || uid == t->dirst.st_uid;
+	return !(t->lockdirst.st_mode & S_ISVTX) || uid == geteuid() ||
+	    uid == 0 || uid == t->owner || uid == t->lockdirst.st_uid;
 }
 
 /* snaprun works beside FILE: a directory it may not write in is named
@@ -936,41 +1146,40 @@ static void unwritable_dir(const char *dir)
 		    "snapshot and lock go beside FILE):", dir);
 }
 
-/* Open ".BASE.snaprun.lock".  Without O_CREAT first: with
- * fs.protected_regular, O_CREAT fails on another user's file in a sticky
- * directory, even for root.  Created, with O_EXCL, only when absent.
- * create is for the runs that need it (-x, keep, fail, retry): for them
- * anything unusable there is an error.  A commit that only joins in the
- * locking gets -1 instead (absent, unreadable, or not ours to use). */
+/* Open the lock file (".BASE.snaprun.lock", or --lock-file's).  Without
+ * O_CREAT first: with fs.protected_regular, O_CREAT fails on another
+ * user's file in a sticky directory, even for root.  Created, with
+ * O_EXCL, only when absent.  create is for the runs that need it (-x,
+ * keep, fail, retry, and any with --lock-file): for them anything
+ * unusable there is an error.  A commit that only joins in the locking
+ * gets -1 instead (absent, unreadable, or not ours to use). */
 static int open_lock(const struct target *t, int create)
 {
-	char *name = join(t->prefix, "lock");
+	const char *name = t->lockname;
 	int flags = O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, fd, tries;
 	struct stat st;
 
 	/* Anything but a regular file could block or mislead, and opening a
 	 * FIFO acts on it: looked at first, never opened.  A commit that
 	 * only joins in the locking does without it. */
-	if (fstatat(t->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	if (fstatat(t->lockdir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    !S_ISREG(st.st_mode)) {
-		if (!create) {
-			free(name);
+		if (!create)
 			return -1;
-		}
-		die("%s/%s: not a regular file", t->dir, name);
+		die("%s: not a regular file", t->lockpath);
 	}
 	for (tries = 0; tries < 100; tries++) {
-		fd = openat(t->dirfd, name, flags);
+		fd = openat(t->lockdir, name, flags);
 		if (fd >= 0 || errno != ENOENT || !create)
 			break;
-		fd = openat(t->dirfd, name, flags | O_CREAT | O_EXCL, 0644);
-		if (fd < 0 && errno != EEXIST)
+		fd = openat(t->lockdir, name, flags | O_CREAT | O_EXCL, 0644);
+		if (fd < 0 && errno != EEXIST && t->lockdir == t->dirfd)
 			unwritable_dir(t->dir);
 		/* Every user of FILE must be able to open it, whatever our
 		 * umask. */
 		if (fd >= 0 && fchmod(fd, 0644) != 0)
-			note("%s/%s: cannot make it readable for all",
-			    t->dir, name);
+			note("%s: cannot make it readable for all",
+			    t->lockpath);
 		if (fd >= 0 || errno != EEXIST)
 			break;
 	}
@@ -980,19 +1189,18 @@ static int open_lock(const struct target *t, int create)
 	    (errno == ENOENT || errno == EACCES || errno == ELOOP))
 		fd = -1;
 	else if (fd < 0 || fstat(fd, &st) != 0)
-		die("%s/%s:", t->dir, name);
+		die("%s:", t->lockpath);
 	else if (!S_ISREG(st.st_mode))
-		die("%s/%s: not a regular file", t->dir, name);
+		die("%s: not a regular file", t->lockpath);
 	else if (!trusted(t, st.st_uid) && create)
-		die("%s/%s: another user's file; remove it to lock here",
-		    t->dir, name);
+		die("%s: another user's file; remove it to lock here",
+		    t->lockpath);
 	else if (!trusted(t, st.st_uid)) {
-		note("%s/%s: another user's file; not used as a lock",
-		    t->dir, name);
+		note("%s: another user's file; not used as a lock",
+		    t->lockpath);
 		close(fd);
 		fd = -1;
 	}
-	free(name);
 	return fd;
 }
 
@@ -1000,14 +1208,11 @@ static int open_lock(const struct target *t, int create)
  * old files nobody writes) or replaced locks nothing any more. */
 static int still_there(const struct target *t, int fd)
 {
-	char *name = join(t->prefix, "lock");
 	struct stat a, b;
-	int same = fstat(fd, &a) == 0 && a.st_nlink > 0 &&
-	    fstatat(t->dirfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 
-	free(name);
-	return same;
+	return fstat(fd, &a) == 0 && a.st_nlink > 0 &&
+	    fstatat(t->lockdir, t->lockname, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 /* flock(2) fd; 0 when it is taken (LOCK_NB) or -w ran out.  With -v, a
@@ -1064,7 +1269,7 @@ static int start_lock(const struct target *t, const struct options *o)
 	int fd;
 
 	if (!o->lock) {
-		if (o->conflict != OVERWRITE)
+		if (o->conflict != OVERWRITE || t->lockmade)
 			close(open_lock(t, 1));
 		return -1;
 	}
@@ -1090,16 +1295,17 @@ static int start_lock(const struct target *t, const struct options *o)
 
 /* Locking around a commit, decided here: a run under -x holds its lock
  * already; keep, fail and retry lock the lock file, the default mode
- * joins one that is there (and creates none, so it leaves nothing
- * behind).  Held for a moment; returns it (-1: none) and in *check
- * whether FILE must still be what was snapshotted, which it must also
- * under -x: a change there means something ignored the lock. */
+ * joins one that is there (and creates none beside FILE, so it leaves
+ * nothing behind; --lock-file's is made when the run starts).  Held
+ * for a moment; returns it (-1: none) and in *check whether FILE must
+ * still be what was snapshotted, which it must also under -x: a change
+ * there means something ignored the lock. */
 static int commit_lock(const struct target *t, const struct options *o,
     int *check)
 {
-	int create = o->conflict != OVERWRITE;
+	int create = o->conflict != OVERWRITE || t->lockmade;
 
-	*check = o->lock || create;
+	*check = o->lock || o->conflict != OVERWRITE;
 	if (o->lock)
 		return -1;
 	for (;;) {
@@ -1381,6 +1587,7 @@ static int remove_entry(struct walk *w, int dir, const char *name)
 	int err;
 
 	(void)w;
+	progress_add(0, 1);
 	if (unlinkat(dir, name, 0) == 0 || errno == ENOENT)
 		return 0;
 	err = errno;
@@ -1555,7 +1762,8 @@ static void copy_range(int in, int out, off_t off, off_t len, const char *file)
 	while (kernel_copy && len > 0) {
 		off_t i = off, o = off;
 		size_t want = len > (1 << 30) ? 1 << 30 : (size_t)len;
-		ssize_t n = copy_file_range(in, &i, out, &o, want, 0);
+		ssize_t n = copy_file_range(in, &i, out, &o,
+		    progress.what && want > 1 << 24 ? 1 << 24 : want, 0);
 
 		if (n < 0 && (errno == EXDEV || errno == ENOSYS ||
 		    errno == EOPNOTSUPP || errno == EINVAL)) {
@@ -1569,6 +1777,7 @@ static void copy_range(int in, int out, off_t off, off_t len, const char *file)
 			return;	/* FILE shrank under us */
 		off += n > 0 ? n : 0;
 		len -= n > 0 ? n : 0;
+		progress_add((uintmax_t)(n > 0 ? n : 0), 0);
 	}
 #endif
 	while (len > 0) {
@@ -1592,6 +1801,7 @@ static void copy_range(int in, int out, off_t off, off_t len, const char *file)
 		}
 		off += n > 0 ? n : 0;
 		len -= n > 0 ? n : 0;
+		progress_add((uintmax_t)(n > 0 ? n : 0), 0);
 	}
 }
 
@@ -1803,16 +2013,28 @@ static const char *snapshot_name(const struct snapshot *s)
 
 /* ------------------------------------------------------ directory trees */
 
-#if defined(HAVE_LINUX) && defined(STATX_ATTR_MOUNT_ROOT)
+#if defined(HAVE_LINUX) && defined(SYS_statx) && defined(AT_EMPTY_PATH)
+/* The kernel's struct statx (<linux/stat.h>) as far as it is read here,
+ * then room for the rest: the system call itself, since not every libc
+ * has a wrapper (musl 1.2.3 has none). */
+struct kstatx {
+	uint32_t mask, blksize;
+	uint64_t attributes;
+	uint32_t nlink, uid, gid;
+	uint16_t mode, spare;
+	uint64_t ino, size, blocks, attributes_mask;
+	uint64_t rest[24];	/* times, devices: 256 bytes in all */
+};
+#define MOUNT_ROOT 0x2000	/* STATX_ATTR_MOUNT_ROOT, Linux 5.8 */
+
 /* The top of a mount, a bind mount of the same filesystem too. */
 static int mount_root(int fd)
 {
-	struct statx sx;
+	struct kstatx sx;
 
-	return statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW,
-	    0, &sx) == 0 &&
-	    (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
-	    (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+	return syscall(SYS_statx, fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW,
+	    0U, &sx) == 0 && (sx.attributes_mask & MOUNT_ROOT) &&
+	    (sx.attributes & MOUNT_ROOT);
 }
 #else
 static int mount_root(int fd)
@@ -1949,6 +2171,7 @@ static int copy_entry(struct walk *w, int dir, const char *name)
 	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 		return -1;
 	c->entries++;
+	progress_add(0, 1);
 	if (S_ISDIR(st.st_mode) && st.st_dev != c->dev)
 		refuse_entry(w, c->file, name,
 		    "a mount point; nothing snapshotted");
@@ -2118,6 +2341,7 @@ static const char *fill(const struct target *t, const struct options *o,
 	if (s->srcfd >= 0 && S_ISDIR(s->orig.st_mode)) {
 		how = fill_tree(t, s);
 	} else if (s->srcfd >= 0) {
+		progress.total = (uintmax_t)s->orig.st_size;
 		out = openat(s->subfd, snapshot_name(s),
 		    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (out < 0)
@@ -2286,7 +2510,9 @@ static void take(const struct target *t, const struct options *o,
 	s->subfd = snapshot_dir(s, 1);
 	if (s->subfd < 0)
 		die("%s:", s->path);
+	progress_start("copying", t->file, 0);
 	how = o->filter ? fill_filter(t, o, s) : fill(t, o, s);
+	progress_end();
 	mark_taken(t, o, s);
 	if (!s->subst)
 		s->subst = join(o->root ? s->priv : s->path);
@@ -3159,8 +3385,12 @@ static void discard(struct snapshot *s)
 	if (s->name[0] && s->keep && s->ran &&
 	    renameat(s->dirfd, s->name, s->dirfd, kept) == 0)
 		say("snapshot kept: %s.kept/%s", s->priv, s->rel);
-	else if (s->name[0] && remove_dir(s->dirfd, s->name, s->privfd) != 0)
-		say("%s:", s->priv ? s->priv : s->name);
+	else if (s->name[0]) {
+		progress_start("removing", s->priv ? s->priv : s->name, 0);
+		if (remove_dir(s->dirfd, s->name, s->privfd) != 0)
+			say("%s:", s->priv ? s->priv : s->name);
+		progress_end();
+	}
 	if (s->subfd >= 0)
 		close(s->subfd);
 	if (s->privfd >= 0)
@@ -3249,6 +3479,10 @@ static int finish(struct target *t, int code)
 	free(t->rel);
 	forget_made(&t->made);
 	free(t->made.dirs);
+	free(t->lockname);
+	free(t->lockpath);
+	if (t->lockdir != t->dirfd)
+		close(t->lockdir);
 	close(t->dirfd);
 	return code;
 }
@@ -3284,6 +3518,7 @@ int main(int argc, char **argv)
 	open_std_fds();				/* none of ours is 0, 1 or 2 */
 	setvbuf(stderr, errbuf, _IOLBF, sizeof errbuf);
 	cmd = parse_options(argc, argv, &o);	/* options, FILE, then CMD */
+	progress_setup(o.progress);		/* on a terminal, or asked */
 	catch_signals(&sg);			/* forwarded to CMD */
 	resolve(&o, &t);			/* 1. the final target */
 	if (o.clean)				/* --clean: leftovers only */

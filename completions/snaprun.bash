@@ -3,11 +3,52 @@
 # snaprun [OPTION]... FILE|DIR [--] CMD [ARG]...
 # Options stop at FILE; after FILE (and an optional --) the words are a
 # command line of their own, completed as such.
+# Without the bash-completion package (no _init_completion), plain bash
+# gets simple completion: options, their values, files and command names.
+
+# Plain bash: the words as _init_completion -s would give them ("--opt=val"
+# one word, then split into prev and cur), from COMP_WORDS, which has "="
+# as a word of its own.
+_snaprun_plain_words()
+{
+    local i w
+    words=() cword=0 split=false
+    for ((i = 0; i < ${#COMP_WORDS[@]}; i++)); do
+        w=${COMP_WORDS[i]}
+        if ((i > 1)) && [[ $w == = && ${words[-1]} == --* ||
+            ${words[-1]} == --*= && $w != = ]] && ((i <= COMP_CWORD)); then
+            words[-1]+=$w
+        else
+            words+=("$w")
+        fi
+        ((i == COMP_CWORD)) && cword=$((${#words[@]} - 1))
+    done
+    cur=${words[cword]} prev=${words[cword - 1]}
+    if [[ $cur == --*=* ]]; then
+        prev=${cur%%=*} cur=${cur#*=} split=true
+    fi
+}
+
+# Files (-d: directories), with bash-completion's _filedir when it is there.
+_snaprun_files()
+{
+    if declare -F _filedir >/dev/null; then
+        _filedir "$@"
+    elif [[ ${1-} == -d ]]; then
+        COMPREPLY=($(compgen -d -- "$cur"))
+    else
+        COMPREPLY=($(compgen -f -- "$cur"))
+    fi
+}
 
 _snaprun()
 {
     local cur prev words cword split
-    _init_completion -s || return
+    if declare -F _init_completion >/dev/null; then
+        _init_completion -s || return
+    else
+        _snaprun_plain_words
+    fi
 
     # Find FILE: the first word that is neither an option nor an option's
     # argument, or the word after a "--" that comes before any FILE.
@@ -21,7 +62,7 @@ _snaprun()
                 ;;
             --clean) clean=1 ;;
             -I | -c | -w | --placeholder | --root | --commit-on | \
-                --on-conflict | --retries | --wait | --missing)
+                --on-conflict | --retries | --wait | --missing | --lock-file)
                 ((i++))
                 ;;
             --*) ;;
@@ -49,7 +90,13 @@ _snaprun()
                 acc+=${COMP_WORDS[j++]}
             done
         done
-        _command_offset $j
+        if declare -F _command_offset >/dev/null; then
+            _command_offset $j
+        elif ((cmd == cword)); then
+            COMPREPLY=($(compgen -c -- "$cur"))
+        else
+            _snaprun_files
+        fi
         # The word right after FILE may also be the optional "--".
         ((cmd == file + 1 && cmd == cword)) && [[ -- == "$cur"* ]] &&
             COMPREPLY+=(--)
@@ -66,7 +113,11 @@ _snaprun()
             return
             ;;
         --root)
-            _filedir -d
+            _snaprun_files -d
+            return
+            ;;
+        --lock-file)
+            _snaprun_files
             return
             ;;
         -c | --commit-on)
@@ -84,13 +135,14 @@ _snaprun()
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W '-I --placeholder= --root= -c --commit-on=
             --on-conflict= --retries= -x --lock -w --wait= -n --nonblock
-            --missing= -f --filter --no-sync -k --keep --clean -v --verbose -h --help
+            --lock-file= --missing= -f --filter --no-sync --progress
+            --no-progress -k --keep --clean -v --verbose -h --help
             -V --version' -- "$cur"))
         [[ ${COMPREPLY-} == *= ]] && compopt -o nospace
         return
     fi
 
-    _filedir
+    _snaprun_files
 } &&
     complete -F _snaprun snaprun
 

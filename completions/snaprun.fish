@@ -16,7 +16,7 @@ function __fish_snaprun_file_pos
             case --
                 set i (math $i + 1)
                 break
-            case -I -c -w --placeholder --root --commit-on --on-conflict --retries --wait --missing
+            case -I -c -w --placeholder --root --commit-on --on-conflict --retries --wait --missing --lock-file
                 set i (math $i + 1)
             case '--*'
             case -
@@ -75,12 +75,15 @@ complete -c snaprun $before -l retries -x -d 'Reruns for --on-conflict=retry'
 complete -c snaprun $before -s x -l lock -d 'Serialise whole runs on FILE'
 complete -c snaprun $before -s w -l wait -x -d 'Wait at most SEC seconds for the lock'
 complete -c snaprun $before -s n -l nonblock -d 'Fail at once if the lock is held'
+complete -c snaprun $before -l lock-file -r -F -d 'Lock this file instead of the one beside FILE'
 complete -c snaprun $before -l missing -x -d 'What to do when FILE is absent' -a "
 absent\t'CMD may create it'
 empty\t'Start from an empty file'
 error\t'Exit 125'"
 complete -c snaprun $before -s f -l filter -d 'CMD filters FILE from stdin to stdout'
 complete -c snaprun $before -l no-sync -d 'Skip the fsyncs'
+complete -c snaprun $before -l progress -d 'Show progress on stderr, even off a terminal'
+complete -c snaprun $before -l no-progress -d 'Never show progress'
 complete -c snaprun $before -s k -l keep -d 'Keep the snapshot when nothing is committed'
 complete -c snaprun $before -l clean -d 'Remove leftovers of dead runs beside FILE'
 complete -c snaprun $before -s v -l verbose -d 'Report each step on stderr'

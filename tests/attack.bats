@@ -29,19 +29,6 @@ not_in() {
 	fi
 }
 
-# wait_blocked LOCKFILE: until some process waits in flock(2) on LOCKFILE.
-wait_blocked() {
-	local maj min ino id i
-	read -r maj min ino < <(stat -c '%Hd %Ld %i' "$1")
-	# /proc/locks names a file as MAJOR:MINOR:INODE, the first two in hex
-	id=$(printf '%02x:%02x:%s' "$maj" "$min" "$ino")
-	for (( i = 0; i < 200; i++ )); do
-		grep -Fq -- " $id " <(grep -F -- '->' /proc/locks) && return 0
-		sleep 0.05
-	done
-	echo "nobody waits for the lock on $1 ($id)" >&2
-	return 1
-}
 
 # ---------------------------------------------- 1. SQLite journal beside FILE
 

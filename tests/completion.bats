@@ -83,18 +83,18 @@ offers_cmds_completion() {
 offers_option_names() {
 	use_shell "$1"
 	offers 'snaprun --' --placeholder --root --commit-on --on-conflict --retries \
-		--lock --wait --nonblock --missing --filter --no-sync --keep --clean \
-		--verbose --help --version
+		--lock --wait --nonblock --lock-file --missing --filter --no-sync \
+		--progress --no-progress --keep --clean --verbose --help --version
 }
 
 # ---------------------------------------------------------------- bash
 
 # bash_complete LINE: what bash offers at the end of LINE.  COMP_WORDS is
 # split as readline does with the default COMP_WORDBREAKS ("=" is a word
-# of its own).
+# of its own).  With PLAIN set, a plain bash without bash-completion.
 bash_complete() {
-	bash --norc --noprofile -c '
-		. /usr/share/bash-completion/bash_completion || exit 3
+	PLAIN=${PLAIN-} bash --norc --noprofile -c '
+		[ -n "$PLAIN" ] || . /usr/share/bash-completion/bash_completion || exit 3
 		. "$1" || exit 3
 		compopt() { :; }   # only valid inside a readline completion
 		complete -W "alpha beta" zzsnap-alpha
@@ -123,6 +123,14 @@ need_bash() {
 	fixture
 }
 
+plain_bash_complete() {
+	PLAIN=1 bash_complete "$1"
+}
+
+need_plain_bash() {
+	fixture
+}
+
 @test "bash: the completion is registered for snaprun" {
 	use_shell bash
 	run bash --norc -c '. /usr/share/bash-completion/bash_completion; . "$1"; complete -p snaprun' bash "$COMP/snaprun.bash"
@@ -133,8 +141,8 @@ need_bash() {
 @test "bash: option names" {
 	use_shell bash
 	offers 'snaprun --' --placeholder= --root= --commit-on= --on-conflict= --retries= \
-		--lock --wait= --nonblock --missing= --filter --no-sync --keep --clean \
-		--verbose --help --version
+		--lock --wait= --nonblock --lock-file= --missing= --filter --no-sync \
+		--progress --no-progress --keep --clean --verbose --help --version
 	offers 'snaprun -x --on' --on-conflict=
 }
 
@@ -168,6 +176,36 @@ need_bash() {
 
 @test "bash: after CMD, CMD's own completion" {
 	offers_cmds_completion bash
+}
+
+@test "bash: --lock-file completes files" {
+	use_shell bash
+	offers 'snaprun --lock-file=st' state.json
+	offers 'snaprun --lock-file st' state.json
+	offers 'snaprun --lock-file=x.lock st' state.json
+}
+
+@test "plain bash without bash-completion: sourced without an error, registered" {
+	fixture
+	run bash --norc --noprofile -c '. "$1" && complete -p snaprun && type _init_completion' bash "$COMP/snaprun.bash"
+	[ "$status" -ne 0 ]	# _init_completion is not there...
+	[[ ${lines[0]} == *"-F _snaprun snaprun" ]]	# ...and snaprun's is
+	[[ $output != *"command not found"* ]]
+}
+
+@test "plain bash without bash-completion: options, values, files, commands" {
+	use_shell plain_bash
+	offers 'snaprun --mis' --missing=
+	offers 'snaprun --missing=' absent empty error
+	offers 'snaprun --on-conflict=re' retry
+	offers 'snaprun --no-pro' --no-progress
+	offers 'snaprun --lock-f' --lock-file=
+	offers 'snaprun --lock-file=st' state.json
+	offers 'snaprun --root ' sub
+	offers 'snaprun ' cache.db state.json sub
+	offers 'snaprun --missing=empty -c 0,1 st' state.json
+	offers 'snaprun --missing=empty cache.db zzsnap-' zzsnap-alpha zzsnap-beta
+	offers 'snaprun -x cache.db -- zzsnap-beta st' state.json
 }
 
 # ---------------------------------------------------------------- zsh
