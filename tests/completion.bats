@@ -83,7 +83,7 @@ offers_cmds_completion() {
 offers_option_names() {
 	use_shell "$1"
 	offers 'snaprun --' --placeholder --root --commit-on --on-conflict --retries \
-		--lock --wait --nonblock --missing --filter --no-sync --keep --clean \
+		--merge --lock --wait --nonblock --missing --filter --no-sync --keep --clean \
 		--verbose --help --version
 }
 
@@ -133,14 +133,14 @@ need_bash() {
 @test "bash: option names" {
 	use_shell bash
 	offers 'snaprun --' --placeholder= --root= --commit-on= --on-conflict= --retries= \
-		--lock --wait= --nonblock --missing= --filter --no-sync --keep --clean \
+		--merge= --lock --wait= --nonblock --missing= --filter --no-sync --keep --clean \
 		--verbose --help --version
 	offers 'snaprun -x --on' --on-conflict=
 }
 
 @test "bash: --on-conflict values" {
 	use_shell bash
-	offers 'snaprun --on-conflict=' overwrite keep fail retry
+	offers 'snaprun --on-conflict=' overwrite keep fail retry merge
 	offers 'snaprun --on-conflict r' retry
 }
 
@@ -230,7 +230,7 @@ need_zsh() {
 
 @test "zsh: --on-conflict values" {
 	use_shell zsh
-	offers 'snaprun --on-conflict=' overwrite keep fail retry
+	offers 'snaprun --on-conflict=' overwrite keep fail retry merge
 }
 
 @test "zsh: --missing values" {
@@ -282,8 +282,8 @@ need_fish() {
 @test "fish: --on-conflict values" {
 	use_shell fish
 	offers 'snaprun --on-conflict=' --on-conflict=overwrite --on-conflict=keep --on-conflict=fail \
-		--on-conflict=retry
-	offers 'snaprun --on-conflict ' overwrite keep fail retry
+		--on-conflict=retry --on-conflict=merge
+	offers 'snaprun --on-conflict ' overwrite keep fail retry merge
 }
 
 @test "fish: --missing values" {
