@@ -346,16 +346,24 @@ export PY_ADD PY_MERGE
 	no_leftovers cache/3.11
 }
 
-@test "--merge: another run's commit during a held merge waits for it (the merge is under the commit lock)" {
+# held_merge SCRIPT: f is "theirs", committed by another run while run A
+# (pid HELD, --merge=SCRIPT) held; A is merging, its SCRIPT has made
+# M.started.
+held_merge() {
 	echo old >f
 	make_hold
-	timeout 30 "$SNAPRUN" --merge='"$T/hold" M && cat "$2" >> "$1"' f -- \
+	# SIGINT at its default, as a background job of a script has it ignored
+	env --default-signal=INT "${ALARM[@]}" 30 "$SNAPRUN" --merge="$1" f -- \
 		sh -c 'echo ours > "$1" && "$T/hold" A' sh {} 2>A.err 3>&- &
 	HELD=$!
 	wait_for A.started
 	"$SNAPRUN" f -- sh -c 'echo theirs > {}'
 	touch A.go
 	wait_for M.started
+}
+
+@test "--merge: another run's commit during a held merge waits for it (the merge is under the commit lock)" {
+	held_merge '"$T/hold" M && cat "$2" >> "$1"'
 	# C commits in the default mode: it joins the lock and waits, as the
 	# kernel's table of locks shows.
 	timeout 30 "$SNAPRUN" f -- sh -c 'echo third > {}' 3>&- &
@@ -378,15 +386,7 @@ export PY_ADD PY_MERGE
 # ---------------------------------------------------------------- signals
 
 @test "--merge: SIGINT during the merge: SCRIPT gets it, nothing committed, snaprun dies by SIGINT" {
-	echo old >f
-	make_hold
-	timeout 30 "$SNAPRUN" --merge='trap "echo got > \"\$T/int.seen\"; exit 1" INT; : > "$T/M.started"; while :; do sleep 0.01; done' f -- \
-		sh -c 'echo ours > "$1" && "$T/hold" A' sh {} 2>A.err 3>&- &
-	HELD=$!
-	wait_for A.started
-	"$SNAPRUN" f -- sh -c 'echo theirs > {}'
-	touch A.go
-	wait_for M.started
+	held_merge 'trap "echo got > \"\$T/int.seen\"; exit 1" INT; : > "$T/M.started"; while :; do sleep 0.01; done'
 	kill -INT "$HELD"
 	st=0
 	wait "$HELD" || st=$?
