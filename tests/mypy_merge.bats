@@ -19,26 +19,30 @@ on_path() {
 	export PATH="$T/bin:$PATH"
 }
 
-# mkcache DIR LAYOUT ENTRY...: a cache in DIR, each ENTRY "path=value"
-# (path as mypy names it below X.Y, "pkg/a.meta.json").  LAYOUT: shards
-# (16 WAL shards, files2; an entry's shard is the first digit of its value,
-# as mypy puts a module's entries in one shard), one (cache.db, files2),
-# files (cache.db, mypy 1.0's table files), tree (one file each, mtime
-# 1000000000 + its value's length).
+# mkcache DIR LAYOUT ENTRY...: a cache in DIR, each ENTRY "path=value" or
+# "path=value@time" (path as mypy names it below X.Y, "pkg/a.meta.json";
+# time when it was written, default 1000).  LAYOUT: shards (16 WAL shards,
+# files2; an entry's shard is the first digit of its value, as mypy puts a
+# module's entries in one shard), one (cache.db, files2), files (cache.db,
+# mypy 1.0's table files), tree (one file each, the time its mtime).
 mkcache() {
 	python3 - "$@" <<-'EOF'
 	import os, sqlite3, sys
 	top, layout, entries = sys.argv[1], sys.argv[2], sys.argv[3:]
 	d = os.path.join(top, "3.11")
 	os.makedirs(d, exist_ok=True)
+	def split(e):
+	    path, value = e.split("=", 1)
+	    value, _, t = value.partition("@")
+	    return path, value, float(t or 1000)
 	if layout == "tree":
 	    for e in entries:
-	        path, value = e.split("=", 1)
+	        path, value, t = split(e)
 	        f = os.path.join(d, path)
 	        os.makedirs(os.path.dirname(f), exist_ok=True)
 	        with open(f, "w") as out:
 	            out.write(value)
-	        os.utime(f, (1000000000 + len(value),) * 2)
+	        os.utime(f, (t, t))
 	    sys.exit()
 	table = "files" if layout == "files" else "files2"
 	names = [f"cache.{i}.db" for i in range(16)] if layout == "shards" else ["cache.db"]
@@ -51,9 +55,9 @@ mkcache() {
 	    db.execute(f"CREATE INDEX IF NOT EXISTS path_idx on {table}(path)")
 	    dbs.append(db)
 	for e in entries:
-	    path, value = e.split("=", 1)
+	    path, value, t = split(e)
 	    db = dbs[int(value[0]) if layout == "shards" else 0]
-	    db.execute(f"INSERT INTO {table} VALUES (?, ?, ?)", (path, 1.5, value.encode()))
+	    db.execute(f"INSERT INTO {table} VALUES (?, ?, ?)", (path, t, value.encode()))
 	for db in dbs:
 	    db.commit()
 	    db.close()
@@ -92,12 +96,12 @@ lines() {
 
 # ------------------------------------------------------------- by hand
 
-@test "snaprun-merge-mypy, 16 WAL shards: ours wins per module, theirs fills in the rest, never one module's entries from both" {
+@test "snaprun-merge-mypy, 16 WAL shards: per module, ours or theirs if newer or ours lacks it, never one module's entries from both" {
 	mkcache ours shards pkg/a.meta.ff=1ours pkg/a.data.ff=1ours pkg/a.meta_ex.ff=1ours \
-		pkg/c.meta.ff=3ours
+		pkg/c.meta.ff=3ours pkg/d.meta.ff=4ours pkg/d.meta_ex.ff=4ours@900
 	mkcache theirs shards pkg/a.meta.ff=1theirs pkg/a.data.ff=1theirs \
 		pkg/b.meta.ff=2theirs pkg/b.data.ff=2theirs pkg/b.meta_ex.ff=2theirs \
-		pkg/c.data.ff=3theirs pkg/__init__.meta.ff=9theirs
+		pkg/c.data.ff=3theirs pkg/__init__.meta.ff=9theirs pkg/d.meta.ff=4theirs@2000
 	run "$MERGE_MYPY" ours theirs ""
 	[ "$status" -eq 0 ] || { echo "$output" >&2; false; }
 	run entries ours
@@ -105,7 +109,7 @@ lines() {
 	[ "$output" = "$(lines pkg/__init__.meta.ff=9theirs \
 		pkg/a.data.ff=1ours pkg/a.meta.ff=1ours pkg/a.meta_ex.ff=1ours \
 		pkg/b.data.ff=2theirs pkg/b.meta.ff=2theirs pkg/b.meta_ex.ff=2theirs \
-		pkg/c.meta.ff=3ours)" ]
+		pkg/c.meta.ff=3ours pkg/d.meta.ff=4theirs)" ]
 	# each module stays in its shard
 	[ "$(python3 -c 'import sqlite3; print(sqlite3.connect("ours/3.11/cache.2.db").execute("select count(*) from files2").fetchone()[0])')" = 3 ]
 }
@@ -129,21 +133,24 @@ lines() {
 			pkg/b.data.json=0theirs pkg/b.meta.json=0theirs)" ]
 	done
 	rm -rf ours theirs
-	mkcache ours files x/a.meta.json=0ours
-	mkcache theirs files x/a.data.json=0theirs x/b.meta.json=0theirs
+	mkcache ours files x/a.meta.json=0ours x/n.meta.json=0ours x/n.data.json=0ours
+	mkcache theirs files x/a.data.json=0theirs x/b.meta.json=0theirs x/n.meta.json=0theirs@5000
 	"$MERGE_MYPY" ours/3.11/cache.db theirs/3.11/cache.db
-	[ "$(entries ours)" = "$(lines x/a.meta.json=0ours x/b.meta.json=0theirs)" ]
+	[ "$(entries ours)" = "$(lines x/a.meta.json=0ours x/b.meta.json=0theirs x/n.meta.json=0theirs)" ]
 }
 
 @test "snaprun-merge-mypy, file trees (JSON and fixed-format): per module, with the modification times mypy compares" {
-	mkcache ours tree pkg/a.meta.json=ours pkg/a.data.json=ours @plugins_snapshot.json=ours
+	mkcache ours tree pkg/a.meta.json=ours pkg/a.data.json=ours @plugins_snapshot.json=ours \
+		pkg/n.meta.json=ours pkg/n.data.json=ours pkg/n.deps.json=ours
 	mkcache theirs tree pkg/a.meta.json=theirs pkg/b.meta.json=theirs pkg/b.data.json=theirs \
 		pkg/sub/__init__.meta.ff=theirs pkg/sub/__init__.data.ff=theirs pkg/sub/__init__.meta_ex.ff=theirs \
-		@plugins_snapshot.json=theirs
+		@plugins_snapshot.json=theirs pkg/n.meta.json=theirs@3000 pkg/n.data.json=theirs@2000
 	"$MERGE_MYPY" ours theirs base
 	[ "$(entries ours)" = "$(lines @plugins_snapshot.json=ours pkg/a.data.json=ours pkg/a.meta.json=ours \
 		pkg/b.data.json=theirs pkg/b.meta.json=theirs \
+		pkg/n.data.json=theirs pkg/n.meta.json=theirs \
 		pkg/sub/__init__.data.ff=theirs pkg/sub/__init__.meta.ff=theirs pkg/sub/__init__.meta_ex.ff=theirs)" ]
+	[ "$(stat -c %Y ours/3.11/pkg/n.meta.json)" = 3000 ]
 	[ "$(stat -c %Y ours/3.11/pkg/b.data.json)" = "$(stat -c %Y theirs/3.11/pkg/b.data.json)" ]
 }
 
@@ -245,7 +252,7 @@ merged_runs() {
 # on a cache it made itself (cold, then warm), and prints what a cold run
 # prints.  Sets FULL, that run's verbose output.
 merge_then_full() {
-	local n=$1 mypy=() opts=() cold warm
+	local n=$1 i mypy=() opts=() cold warm
 	shift
 	while [ "$1" != -- ]; do mypy+=("$1"); shift; done
 	shift
@@ -263,6 +270,18 @@ merge_then_full() {
 	[ "$(fresh_all "$FULL")" -eq "$(fresh_all "$warm")" ]
 	run "$SNAPRUN" -c 0,1 .mypy_cache -- "${mypy[@]}" --cache-dir {} "${opts[@]}" src
 	[ "$output" = "$cold" ]
+	# Warm: every package changed, then the runs again.  A module that one
+	# run rewrote is newer in theirs than the snapshot's version in ours:
+	# the merge keeps the rewrite.
+	for i in $(seq 1 "$n"); do echo "changed = $i" >>"src/p$i/m0.py"; done
+	"${mypy[@]}" --cache-dir plain "${opts[@]}" src >/dev/null 2>&1 || true
+	warm=$("${mypy[@]}" -v --cache-dir plain "${opts[@]}" src 2>&1) || true
+	rm -f R.*
+	merged_runs "$n" "${mypy[@]}" -- "${opts[@]}"
+	run "$SNAPRUN" -c 0,1 --merge=snaprun-merge-mypy .mypy_cache -- \
+		"${mypy[@]}" -v --cache-dir {} "${opts[@]}" src
+	note "warm: $n merged runs, each on a changed package, then a full run: $(fresh_all "$output") fresh; plain mypy: $(fresh_all "$warm")"
+	[ "$(fresh_all "$output")" -eq "$(fresh_all "$warm")" ]
 	no_leftovers .
 }
 
