@@ -132,18 +132,18 @@ while ((SECONDS - start < SECONDS_WANTED)); do
 	done
 	# about one run in four is SIGKILLed, 0-300 ms in
 	{
-	for i in "${!pids[@]}"; do
-		((RANDOM % 4 == 0)) || continue
-		sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
-		kill -9 "${pids[i]}" 2>/dev/null && kills=$((kills + 1))
-	done
-	for i in "${!pids[@]}"; do
-		st=0
-		wait "${pids[i]}" || st=$?
-		EXITS[${modes[i]}:$st]=$((${EXITS[${modes[i]}:$st]:-0} + 1))
-		case $st in 0 | 75 | 137) ;; *) fail "round $round: ${modes[i]} run exited $st: $(cat "err.${toks[i]}")" ;; esac
-		toks_st[i]=$st
-	done
+		for i in "${!pids[@]}"; do
+			((RANDOM % 4 == 0)) || continue
+			sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
+			kill -9 "${pids[i]}" 2>/dev/null && kills=$((kills + 1))
+		done
+		for i in "${!pids[@]}"; do
+			st=0
+			wait "${pids[i]}" || st=$?
+			EXITS[${modes[i]}:$st]=$((${EXITS[${modes[i]}:$st]:-0} + 1))
+			case $st in 0 | 75 | 137) ;; *) fail "round $round: ${modes[i]} run exited $st: $(cat "err.${toks[i]}")" ;; esac
+			toks_st[i]=$st
+		done
 	} 2>/dev/null
 	cleaned
 	case $kind in
