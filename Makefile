@@ -55,13 +55,15 @@ install: snaprun
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
 		$(DESTDIR)$(BASHDIR) $(DESTDIR)$(ZSHDIR) $(DESTDIR)$(FISHDIR)
 	install -m 755 snaprun $(DESTDIR)$(BINDIR)/snaprun
+	install -m 755 snaprun-merge-mypy $(DESTDIR)$(BINDIR)/snaprun-merge-mypy
 	install -m 644 man/snaprun.1 $(DESTDIR)$(MANDIR)/man1/snaprun.1
 	install -m 644 completions/snaprun.bash $(DESTDIR)$(BASHDIR)/snaprun
 	install -m 644 completions/_snaprun $(DESTDIR)$(ZSHDIR)/_snaprun
 	install -m 644 completions/snaprun.fish $(DESTDIR)$(FISHDIR)/snaprun.fish
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/snaprun $(DESTDIR)$(MANDIR)/man1/snaprun.1 \
+	rm -f $(DESTDIR)$(BINDIR)/snaprun $(DESTDIR)$(BINDIR)/snaprun-merge-mypy \
+		$(DESTDIR)$(MANDIR)/man1/snaprun.1 \
 		$(DESTDIR)$(BASHDIR)/snaprun $(DESTDIR)$(ZSHDIR)/_snaprun \
 		$(DESTDIR)$(FISHDIR)/snaprun.fish
 

@@ -18,7 +18,8 @@
  *   3. substitute  the snapshot's path for the placeholder in CMD
  *   4. run         CMD without a shell, signals forwarded to it
  *   5. decide      CMD exited with a status of the commit set: commit
- *   6. commit      check the snapshot, lock, check for conflicts, rename
+ *   6. commit      check the snapshot, lock, check for conflicts (merge
+ *                  with --merge), rename
  *   7. discard     remove the private directory (or keep it, -k)
  *   8. leave       with CMD's status; 75 conflict or lock; 125 failure
  *
@@ -127,12 +128,12 @@ enum {
 	EXIT_NOTFOUND = 127,
 };
 
-enum conflict { OVERWRITE, KEEP, FAIL, RETRY };
+enum conflict { OVERWRITE, KEEP, FAIL, RETRY, MERGE };
 enum missing { ABSENT, EMPTY, ERROR };
-enum outcome { COMMITTED, CONFLICT, NOTHING, BUSY };
+enum outcome { COMMITTED, CONFLICT, NOTHING, BUSY, UNMERGED };
 
 static const char *const conflict_modes[] = {
-	"overwrite", "keep", "fail", "retry", NULL
+	"overwrite", "keep", "fail", "retry", "merge", NULL
 };
 static const char *const missing_modes[] = { "absent", "empty", "error", NULL };
 
@@ -142,6 +143,8 @@ struct options {
 	const char *root;	/* --root */
 	unsigned char commit_on[256];
 	enum conflict conflict;
+	int conflict_set;	/* --on-conflict given */
+	const char *merge;	/* --merge: SCRIPT */
 	long retries;
 	int lock;		/* -x */
 	double wait;		/* -w, seconds */
@@ -533,8 +536,10 @@ static const char help[] =
 "                          copy of DIR\n"
 "  -c, --commit-on=LIST    exit statuses that commit: 0,1 or 0-2 (default 0)\n"
 "      --on-conflict=MODE  FILE changed meanwhile: overwrite (default),\n"
-"                          keep, fail or retry\n"
+"                          keep, fail, retry or merge\n"
 "      --retries=N         runs again under retry (default 3)\n"
+"      --merge=SCRIPT      FILE changed meanwhile: sh -c SCRIPT merges\n"
+"                          ours ($1) with theirs ($2), base $3\n"
 "  -x, --lock              serialise whole runs on FILE\n"
 "  -w, --wait=SECONDS      give up on the lock after SECONDS (implies -x)\n"
 "  -n, --nonblock          give up at once if the lock is taken (implies -x)\n"
@@ -554,7 +559,8 @@ static const char help[] =
 "  -h, --help              show this help\n"
 "  -V, --version           show the version and the build's features\n"
 "\n"
-"Exit status: CMD's; 75 conflict or lock not taken; 125 snaprun failed;\n"
+"Exit status: CMD's; 75 conflict, merge failed or lock not taken;\n"
+"125 snaprun failed; "
 "126 CMD not executable; 127 CMD not found.  See snaprun(1).\n";
 
 static void usage(void)
@@ -703,6 +709,7 @@ static const struct option longs[] = {
 	{ "commit-on", required_argument, NULL, 'c' },
 	{ "on-conflict", required_argument, NULL, 'C' },
 	{ "retries", required_argument, NULL, 'r' },
+	{ "merge", required_argument, NULL, 'G' },
 	{ "lock", no_argument, NULL, 'x' },
 	{ "lock-file", required_argument, NULL, 'F' },
 	{ "wait", required_argument, NULL, 'w' },
@@ -739,6 +746,12 @@ static void set_option(struct options *o, int c, const char *arg)
 	case 'C':
 		o->conflict = (enum conflict)pick("--on-conflict", arg,
 		    conflict_modes);
+		o->conflict_set = 1;
+		break;
+	case 'G':
+		if (!*arg)
+			die("--merge: the script is empty");
+		o->merge = arg;
 		break;
 	case 'r': o->retries = parse_number("--retries", arg, 1000000); break;
 	case 'x': o->lock = 1; break;
@@ -769,6 +782,22 @@ static void set_option(struct options *o, int c, const char *arg)
 	}
 }
 
+/* --merge selects --on-conflict=merge, which needs it; it decides the
+ * conflicts that -x would prevent, and no other mode goes with it. */
+static void merge_options(struct options *o)
+{
+	if (o->merge && o->lock)
+		die("--merge: does not go with --lock (-x, -w or -n), "
+		    "which serialises whole runs");
+	if (o->merge && o->conflict_set && o->conflict != MERGE)
+		die("--merge: does not go with --on-conflict=%s",
+		    conflict_modes[o->conflict]);
+	if (!o->merge && o->conflict == MERGE)
+		die("--on-conflict=merge: needs --merge=SCRIPT");
+	if (o->merge)
+		o->conflict = MERGE;
+}
+
 /* Options up to FILE; returns CMD, what follows FILE or its "--". */
 static char **parse_options(int argc, char **argv, struct options *o)
 {
@@ -788,6 +817,7 @@ static char **parse_options(int argc, char **argv, struct options *o)
 			    argc - 1], c, longs);
 		set_option(o, c, optarg);
 	}
+	merge_options(o);
 	i = optind;
 	if (i >= argc)
 		die("usage: snaprun [OPTION]... FILE|DIR [--] CMD [ARG]... "
@@ -2841,14 +2871,32 @@ static long pipe_holder(int fd)
 }
 #endif
 
+/* The wait status of the child spawn() started (CMD, or SCRIPT).  Reaped
+ * only once child is cleared: until then the handler may kill it, and a
+ * zombie's pid cannot have been given to another. */
+static int reap(void)
+{
+	siginfo_t info;
+	pid_t pid;
+	int status;
+
+	while (waitid(P_PID, (id_t)child, &info, WEXITED | WNOWAIT) != 0)
+		if (errno != EINTR)
+			die("waitid:");
+	pid = child;
+	child = 0;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			die("waitpid:");
+	return status;
+}
+
 /* 4. Run CMD, no shell, and wait for it.  Returns its wait status, or
  * -126 or -127 when it could not be started. */
 static int run_command(const struct target *t, struct snapshot *s,
     const struct signals *sg)
 {
 	int status, err, io[2] = { -1, -1 }, from = -1;
-	siginfo_t info;
-	pid_t pid;
 
 	if (!*s->args[0]) {
 		say("CMD: the command name is empty");
@@ -2881,16 +2929,7 @@ static int run_command(const struct target *t, struct snapshot *s,
 			s->holder = pipe_holder(from);
 		close(from);
 	}
-	/* Reap only once child is cleared: until then the handler may kill
-	 * it, and a zombie's pid cannot have been given to another. */
-	while (waitid(P_PID, (id_t)child, &info, WEXITED | WNOWAIT) != 0)
-		if (errno != EINTR)
-			die("waitid:");
-	pid = child;
-	child = 0;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			die("waitpid:");
+	status = reap();
 	if (s->outerr > 0) {
 		errno = s->outerr;
 		die("%s: writing CMD's output into %s:", t->file, s->path);
@@ -3334,11 +3373,154 @@ static enum outcome unchanged(const struct target *t,
 	return NOTHING;
 }
 
+/* 6c. A new directory for one of the merge's inputs, in the private
+ * directory under a name of its own (CMD may have made others there);
+ * returns it open, and its path in *path. */
+static int merge_dir(const struct snapshot *s, const char *prefix,
+    char **path)
+{
+	char name[NAME_MAX + 1];
+	int fd;
+
+	random_name(name, prefix);
+	*path = path_cat(s->priv, name);
+	if (writable(s->privfd) != 0 ||
+	    mkdirat(s->privfd, name, S_IRWXU) != 0 ||
+	    (fd = openat(s->privfd, name,
+	    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		die("%s:", *path);
+	return fd;
+}
+
+/* 6c. The base, for a file: the version this run started from, copied
+ * from the descriptor held since (an empty file when FILE was absent);
+ * for a tree, "": its old tree is gone. */
+static char *take_base(const struct target *t, const struct snapshot *s)
+{
+	char *dir, *path;
+	int d, fd;
+
+	if (s->tree)
+		return join("");
+	d = merge_dir(s, ".base.", &dir);
+	path = path_cat(dir, t->base);
+	fd = openat(d, t->base, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    S_IRUSR | S_IWUSR);
+	if (fd < 0)
+		die("%s:", path);
+	if (s->srcfd >= 0)
+		copy_data(s->srcfd, fd, &s->orig, t->file);
+	if (close(fd) != 0)
+		die("%s:", path);
+	close(d);
+	free(dir);
+	return path;
+}
+
+/* 6c. Theirs: FILE (or DIR) as it is now, copied into the private
+ * directory as a snapshot is taken, and held open in th.  0 when it is
+ * gone or not of ours' kind. */
+static int take_theirs(const struct target *t, const struct options *o,
+    const struct snapshot *s, struct snapshot *th)
+{
+	struct options plain = *o;
+	struct stat st;
+
+	if (fstatat(t->dirfd, t->base, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    !S_ISDIR(st.st_mode) != !s->tree)
+		return 0;
+	memset(th, 0, sizeof *th);
+	th->privfd = th->outfd = -1;
+	th->subfd = merge_dir(s, ".theirs.", &th->priv);
+	th->rel = t->base;
+	th->path = path_cat(th->priv, t->base);
+	plain.missing = ABSENT;
+	note("%s: theirs %s (%s)", t->file, th->path, fill(t, &plain, th));
+	close(th->subfd);
+	free(th->priv);
+	if (th->srcfd >= 0 && !S_ISDIR(th->orig.st_mode) == !s->tree)
+		return 1;
+	if (th->srcfd >= 0)
+		close(th->srcfd);
+	free(th->path);
+	return 0;
+}
+
+/* 6c. SCRIPT, run by /bin/sh as CMD is run (signals forwarded to it),
+ * with $1 ours, $2 theirs, $3 the base; stdin /dev/null, stdout our
+ * stderr.  A plain command name gets them as its arguments, as git runs
+ * one.  Returns 1 when it exited 0. */
+static int run_merge(const struct target *t, const struct snapshot *s,
+    const char *script, char *theirs, char *base, const struct signals *sg)
+{
+	static char sh[] = "/bin/sh", c[] = "-c", name[] = "snaprun-merge";
+	int plain = !script[strspn(script, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789-_./+,:@%")];
+	char *line = plain ? join(script, " \"$@\"") : join(script);
+	char *args[] = { sh, c, line, name, s->path, theirs, base, NULL };
+	int io[2] = { open("/dev/null", O_RDONLY | O_CLOEXEC), 2 }, st;
+
+	if (io[0] < 0 || setenv("SNAPRUN_ORIGINAL", t->file, 1) != 0)
+		die("merge: /dev/null or the environment:");
+	note("%s: changed since the snapshot; merging", t->file);
+	st = spawn(args, sg, io);
+	close(io[0]);
+	free(line);
+	if (st != 0) {
+		say("%s: %s; nothing committed", sh, strerror(st));
+		return 0;
+	}
+	st = reap();
+	check_interrupt();	/* a signal: nothing committed, die by it */
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 1;
+	if (WIFSIGNALED(st))
+		say("%s: the merge was killed by signal %d; nothing "
+		    "committed", t->file, WTERMSIG(st));
+	else
+		say("%s: the merge failed (exit %d); nothing committed",
+		    t->file, WEXITSTATUS(st));
+	return 0;
+}
+
+/* 6c. Merge, under the commit lock, when FILE changed since the snapshot:
+ * theirs and the base copied into the private directory (SCRIPT never
+ * gets a live path), SCRIPT run, and the merged snapshot readied again,
+ * to be checked from here on against theirs, which it merged.  Returns
+ * COMMITTED (and *fd the merged snapshot), CONFLICT when FILE went or
+ * became another kind, UNMERGED when SCRIPT failed. */
+static enum outcome merge(const struct target *t, struct snapshot *s,
+    const struct options *o, const struct signals *sg, int *fd)
+{
+	struct snapshot th;
+	char *base = take_base(t, s);
+	int ok;
+
+	if (!take_theirs(t, o, s, &th)) {
+		free(base);
+		return CONFLICT;
+	}
+	ok = run_merge(t, s, o->merge, th.path, base, sg);
+	free(base);
+	free(th.path);
+	if (s->srcfd >= 0)
+		close(s->srcfd);
+	s->srcfd = th.srcfd;
+	s->orig = th.orig;
+	if (!ok)
+		return UNMERGED;
+	close(*fd);
+	close(s->subfd);
+	s->subfd = -1;
+	*fd = ready(t, s, o);
+	return COMMITTED;
+}
+
 /* 6. Commit: the snapshot checked and flushed; then, under the lock the
- * mode calls for, the conflict check and the rename; then FILE's
- * directory flushed. */
+ * mode calls for, the conflict check (and the merge) and the rename; then
+ * FILE's directory flushed. */
 static enum outcome commit(const struct target *t, struct snapshot *s,
-    const struct options *o)
+    const struct options *o, const struct signals *sg)
 {
 	enum outcome out = COMMITTED;
 	int fd = ready(t, s, o), lock, check;
@@ -3350,15 +3532,18 @@ static enum outcome commit(const struct target *t, struct snapshot *s,
 	refuse_moved(t);
 	lock = commit_lock(t, o, &check);
 	check_interrupt();
-	if ((check && changed(t, s)) || place(t, s, o, check) != 0)
+	if (check && o->merge && changed(t, s))
+		out = merge(t, s, o, sg, &fd);
+	if (out == COMMITTED &&
+	    ((check && changed(t, s)) || place(t, s, o, check) != 0))
 		out = CONFLICT;
 	if (lock >= 0)
 		close(lock);
 	close(fd);
-	if (out == CONFLICT) {
+	if (out == CONFLICT)
 		note("%s: changed since the snapshot", t->file);
+	if (out != COMMITTED)
 		return out;
-	}
 	s->ran = 0;	/* nothing left to keep */
 	/* Committed: a directory that cannot be flushed (some FUSE and
 	 * network filesystems) is worth a word, not a failure. */
@@ -3410,7 +3595,8 @@ static void discard(struct snapshot *s)
 /* -------------------------------------------------------------- 8. leave */
 
 /* 8. Leave: the one place the exit status is decided.  CMD's status, or
- * its signal; 75 for a conflict (but keep's) or a lock not had. */
+ * its signal; 75 for a conflict (but keep's), a merge that failed or a
+ * lock not had. */
 static int leave(enum outcome out, int status, const struct target *t,
     const struct options *o)
 {
@@ -3424,6 +3610,8 @@ static int leave(enum outcome out, int status, const struct target *t,
 		    o->retries + 1, o->retries);
 		return EXIT_CONFLICT;
 	}
+	if (out == UNMERGED)
+		return EXIT_CONFLICT;	/* said why already */
 	if (out == CONFLICT && o->conflict != KEEP) {
 		say("%s: changed by another run; nothing committed", t->file);
 		return EXIT_CONFLICT;
@@ -3532,7 +3720,7 @@ int main(int argc, char **argv)
 		s.args = substitute(cmd, o.placeholder, s.subst);
 		status = run_command(&t, &s, &sg);	/* 4. CMD */
 		out = decide(status, &t, &o)	/* 5. and 6. */
-		    ? commit(&t, &s, &o) : NOTHING;
+		    ? commit(&t, &s, &o, &sg) : NOTHING;
 		if (out != CONFLICT || o.conflict != RETRY || try >= o.retries)
 			break;
 		s.keep = 0;			/* -k keeps only the last try */

@@ -10,14 +10,15 @@
 #   --quick      small files and few samples (about two minutes; for CI)
 #   --hyperfine  also cross-check the small-file numbers with hyperfine
 #   --keep-dir   do not delete the working directory at the end
-#   --only LIST  run only these sections, e.g. --only 1,5
+#   --only LIST  run only these sections, e.g. --only 1,5 (m: concurrent
+#                mypy runs sharing one cache, each conflict mode)
 #
 # Environment:
 #   BENCH_DIR    parent directory for the working directory (default: $TMPDIR
 #                or /var/tmp, whichever is not tmpfs). Use a disk filesystem.
 #   MYPY         a newer mypy command (1.20+, sharded SQLite cache) for
-#                section 8, e.g. MYPY=/opt/mypy/bin/mypy; `mypy` on PATH is
-#                measured too.
+#                sections 8 and m, e.g. MYPY=/opt/mypy/bin/mypy; `mypy` on
+#                PATH is measured too.
 #
 # Exit status: 0 when everything ran, even if goals were missed (they are
 # printed as MISS); 1 when something failed to run; 2 on bad usage.
@@ -31,7 +32,7 @@
 set -u -o pipefail
 export LC_ALL=C
 
-QUICK=0 HYPERFINE=0 KEEPDIR=0 SNAPRUN='' ONLY=123456789
+QUICK=0 HYPERFINE=0 KEEPDIR=0 SNAPRUN='' ONLY=123456789m
 usage() { echo "usage: $0 [--quick] [--hyperfine] [--keep-dir] [--only LIST] SNAPRUN" >&2; exit 2; }
 while (($#)); do
 	case $1 in
@@ -853,6 +854,123 @@ rm -f fl.orig fl.txt
 
 }
 want 9 && s9
+
+# ============================================================ section m ====
+# Four mypy runs at once, each on its own package, sharing one cache, in
+# each way of sharing it; then one full run shows what the four kept (its
+# time, and how many modules it found fresh).  Cold: from no cache.  Warm:
+# from the cache the full run left, each run's package changed first.  The
+# packages are Debian's python3 libraries (oauthlib; jwt, yaml; argcomplete,
+# httplib2; blinker, distro), copied; the config ignores errors and missing
+# imports, so that every module is cached.
+CM_SETS=('oauthlib' 'jwt yaml' 'argcomplete httplib2' 'blinker distro')
+CM=$WORK/cm
+# cm_code : the four packages, once; else $MWHY and return 1
+cm_code() {
+	[[ -d $CM/code ]] && return 0
+	local lib=/usr/lib/python3/dist-packages i p
+	for i in 0 1 2 3; do
+		for p in ${CM_SETS[i]}; do
+			[[ -d $lib/$p ]] || { MWHY="$lib/$p: not installed"; return 1; }
+			mkdir -p "$CM/code/$i" && cp -r "$lib/$p" "$CM/code/$i/" || die "cannot copy $lib/$p"
+		done
+	done
+	find "$CM/code" -depth -type d -name __pycache__ -exec rm -rf {} +
+	printf '[mypy]\nignore_errors = True\nignore_missing_imports = True\n' >"$CM/mypy.ini"
+	note "packages: $(find "$CM/code" -name '*.py' | wc -l) files (${CM_SETS[*]})"
+}
+# cm_paths I : the package directories of set I (all four sets: "all")
+cm_paths() {
+	local i p
+	for i in $([[ $1 == all ]] && echo 0 1 2 3 || echo "$1"); do
+		for p in ${CM_SETS[i]}; do printf '%s\n' "$CM/code/$i/$p"; done
+	done
+}
+# cm_run HOW I MYPY... : one run of mypy on set I (or all) the way HOW shares
+# the cache $CM/cache; its verbose log in $CM/log.I
+cm_run() {
+	local how=$1 i=$2 paths opts=() cmd=(); shift 2
+	mapfile -t paths < <(cm_paths "$i")
+	case $how in
+	alone) "$@" -v --config-file "$CM/mypy.ini" --cache-dir "$CM/cache" "${paths[@]}"
+		return $? ;;
+	overwrite) ;;
+	lock) opts=(-x) ;;
+	retry) opts=(--on-conflict=retry --retries=10) ;;
+	merge) opts=(--merge='"$SNAPRUN_MERGE_MYPY" "$@"') ;;
+	esac
+	"$SNAPRUN" -c 0,1 "${opts[@]}" "$CM/cache" -- \
+		"$@" -v --config-file "$CM/mypy.ini" --cache-dir {} "${paths[@]}"
+} 
+# cm_four HOW MYPY... -> $T: wall time of four runs at once (one per set)
+cm_four() {
+	local how=$1 i t0 pids=() bad=0; shift
+	now; t0=$NOW
+	for i in 0 1 2 3; do
+		cm_run "$how" "$i" "$@" </dev/null >"$CM/log.$i" 2>&1 &
+		pids+=($!)
+	done
+	for i in 0 1 2 3; do wait "${pids[i]}" || bad=$((bad + 1)); done
+	now; T=$((NOW - t0))
+	((bad == 0)) || note "$how: $bad of the four runs failed (exit > 1 or 75); first lines: $(grep -h -m 1 -i 'error\|snaprun:' "$CM"/log.[0-3] | head -n 2 | tr '\n' ' ')"
+}
+# cm_full HOW MYPY... -> $T (its time), $FRESH (modules it found fresh)
+cm_full() {
+	local how=$1 t0; shift
+	now; t0=$NOW
+	cm_run "$how" all "$@" </dev/null >"$CM/log.full" 2>&1
+	now; T=$((NOW - t0))
+	FRESH=$(grep -c 'Metadata fresh' "$CM/log.full")
+}
+# cm_rows LABEL MYPY... : cold and warm rows for every way of sharing
+cm_rows() {
+	local label=$1 how i wall; shift
+	declare -A W=() F=()
+	for how in alone overwrite lock retry merge; do
+		rm -rf "$CM/cache" "$CM"/.cache.snaprun.*; dropdirty
+		cm_four "$how" "$@"; wall=$T; W[$how]=$wall
+		cm_full "$how" "$@"; F[$how]=$FRESH
+		row "$label, $how: cold, four at once (s)" "$(fmt_s "$wall")" -
+		row "$label, $how: cold, then full run (s)" "$(fmt_s "$T")" -
+		row "$label, $how: cold, then fresh in full run" "$FRESH" -
+		for i in 0 1 2 3; do
+			printf 'bench_changed_%s = %s\n' "$i" "$RANDOM" >>"$CM/code/$i/$(cut -d' ' -f1 <<<"${CM_SETS[i]}")/__init__.py"
+		done
+		dropdirty
+		cm_four "$how" "$@"; wall=$T
+		cm_full "$how" "$@"
+		row "$label, $how: warm, four at once (s)" "$(fmt_s "$wall")" -
+		row "$label, $how: warm, then full run (s)" "$(fmt_s "$T")" -
+		row "$label, $how: warm, then fresh in full run" "$FRESH" -
+	done
+	row "$label: merge / overwrite, cold four at once" "$(ratio "${W[merge]}" "${W[overwrite]}")" "<= 1.10"
+	row "$label: modules lost by merge vs --lock (cold)" "$((F[lock] > F[merge] ? F[lock] - F[merge] : 0))" "= 0"
+	rm -rf "$CM/cache"
+}
+sm() {
+section "m. mypy: four runs at once on disjoint packages sharing one cache, then a full run (cold and warm; alone, overwrite, --lock, retry, --merge)"
+export SNAPRUN_MERGE_MYPY=${SNAPRUN_MERGE_MYPY:-$(dirname "$SNAPRUN")/snaprun-merge-mypy}
+if [[ ! -x $SNAPRUN_MERGE_MYPY ]]; then
+	skip "mypy merge" "$SNAPRUN_MERGE_MYPY: not found (set SNAPRUN_MERGE_MYPY)"
+	return
+fi
+cm_code || { skip "concurrent mypy runs" "$MWHY"; return; }
+local v mm
+if command -v mypy >/dev/null; then
+	v=$(mypy --version 2>/dev/null | awk '{ print $2 }')
+	cm_rows "mypy $v" mypy
+else
+	skip "mypy on PATH" "mypy not installed (apt-get install mypy)"
+fi
+if [[ -n ${MYPY:-} ]]; then
+	read -r -a mm <<<"$MYPY"
+	v=$("${mm[@]}" --version 2>/dev/null | awk '{ print $2 }')
+	cm_rows "mypy ${v:-\$MYPY}" "${mm[@]}"
+else
+	skip "newer mypy (\$MYPY)" "MYPY not set (a mypy 1.20+ command, for the sharded SQLite cache)"
+fi
+}
+want m && sm
 
 # ============================================================== summary ====
 printf '\n== summary: %d goals met, %d missed, %ds\n' "$OKS" "$MISSES" $((SECONDS - T_START))

@@ -62,7 +62,7 @@ _snaprun()
                 ;;
             --clean) clean=1 ;;
             -I | -c | -w | --placeholder | --root | --commit-on | \
-                --on-conflict | --retries | --wait | --missing | --lock-file)
+                --on-conflict | --retries | --merge | --wait | --missing | --lock-file)
                 ((i++))
                 ;;
             --*) ;;
@@ -105,7 +105,7 @@ _snaprun()
 
     case $prev in
         --on-conflict)
-            COMPREPLY=($(compgen -W 'overwrite keep fail retry' -- "$cur"))
+            COMPREPLY=($(compgen -W 'overwrite keep fail retry merge' -- "$cur"))
             return
             ;;
         --missing)
@@ -124,6 +124,10 @@ _snaprun()
             COMPREPLY=($(compgen -W '0 0,1 0-2' -- "$cur"))
             return
             ;;
+        --merge)
+            COMPREPLY=($(compgen -c -- "$cur"))
+            return
+            ;;
         -w | --wait | --retries | -I | --placeholder)
             # a number, or free text: nothing to offer
             return
@@ -134,7 +138,7 @@ _snaprun()
 
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W '-I --placeholder= --root= -c --commit-on=
-            --on-conflict= --retries= -x --lock -w --wait= -n --nonblock
+            --on-conflict= --retries= --merge= -x --lock -w --wait= -n --nonblock
             --lock-file= --missing= -f --filter --no-sync --progress
             --no-progress -k --keep --clean -v --verbose -h --help
             -V --version' -- "$cur"))

@@ -16,7 +16,7 @@ function __fish_snaprun_file_pos
             case --
                 set i (math $i + 1)
                 break
-            case -I -c -w --placeholder --root --commit-on --on-conflict --retries --wait --missing --lock-file
+            case -I -c -w --placeholder --root --commit-on --on-conflict --retries --merge --wait --missing --lock-file
                 set i (math $i + 1)
             case '--*'
             case -
@@ -70,8 +70,10 @@ complete -c snaprun $before -l on-conflict -x -d 'What a commit does when FILE c
 overwrite\t'Last writer wins'
 keep\t'Keep the other result'
 fail\t'Drop this result, exit 75'
-retry\t'Run again on a fresh snapshot'"
+retry\t'Run again on a fresh snapshot'
+merge\t'Merge with --merge=SCRIPT'"
 complete -c snaprun $before -l retries -x -d 'Reruns for --on-conflict=retry'
+complete -c snaprun $before -l merge -x -a '(__fish_complete_command)' -d 'On conflict, merge with the shell command SCRIPT'
 complete -c snaprun $before -s x -l lock -d 'Serialise whole runs on FILE'
 complete -c snaprun $before -s w -l wait -x -d 'Wait at most SEC seconds for the lock'
 complete -c snaprun $before -s n -l nonblock -d 'Fail at once if the lock is held'

@@ -83,7 +83,7 @@ offers_cmds_completion() {
 offers_option_names() {
 	use_shell "$1"
 	offers 'snaprun --' --placeholder --root --commit-on --on-conflict --retries \
-		--lock --wait --nonblock --lock-file --missing --filter --no-sync \
+		--merge --lock --wait --nonblock --lock-file --missing --filter --no-sync \
 		--progress --no-progress --keep --clean --verbose --help --version
 }
 
@@ -141,14 +141,14 @@ need_plain_bash() {
 @test "bash: option names" {
 	use_shell bash
 	offers 'snaprun --' --placeholder= --root= --commit-on= --on-conflict= --retries= \
-		--lock --wait= --nonblock --lock-file= --missing= --filter --no-sync \
+		--merge= --lock --wait= --nonblock --lock-file= --missing= --filter --no-sync \
 		--progress --no-progress --keep --clean --verbose --help --version
 	offers 'snaprun -x --on' --on-conflict=
 }
 
 @test "bash: --on-conflict values" {
 	use_shell bash
-	offers 'snaprun --on-conflict=' overwrite keep fail retry
+	offers 'snaprun --on-conflict=' overwrite keep fail retry merge
 	offers 'snaprun --on-conflict r' retry
 }
 
@@ -268,7 +268,7 @@ need_zsh() {
 
 @test "zsh: --on-conflict values" {
 	use_shell zsh
-	offers 'snaprun --on-conflict=' overwrite keep fail retry
+	offers 'snaprun --on-conflict=' overwrite keep fail retry merge
 }
 
 @test "zsh: --missing values" {
@@ -320,8 +320,8 @@ need_fish() {
 @test "fish: --on-conflict values" {
 	use_shell fish
 	offers 'snaprun --on-conflict=' --on-conflict=overwrite --on-conflict=keep --on-conflict=fail \
-		--on-conflict=retry
-	offers 'snaprun --on-conflict ' overwrite keep fail retry
+		--on-conflict=retry --on-conflict=merge
+	offers 'snaprun --on-conflict ' overwrite keep fail retry merge
 }
 
 @test "fish: --missing values" {

@@ -6,6 +6,7 @@ load common
 REPO=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 
 INSTALLED='usr/bin/snaprun
+usr/bin/snaprun-merge-mypy
 usr/share/bash-completion/completions/snaprun
 usr/share/fish/vendor_completions.d/snaprun.fish
 usr/share/man/man1/snaprun.1
@@ -23,7 +24,7 @@ files() {
 	(cd "$1" && find . ! -type d | sed 's|^\./||' | LC_ALL=C sort)
 }
 
-@test "make install puts exactly the five files, with their modes" {
+@test "make install puts exactly the six files, with their modes" {
 	install_to "$T/dest"
 	run files "$T/dest"
 	if [ "$output" != "$INSTALLED" ]; then
@@ -31,6 +32,8 @@ files() {
 		false
 	fi
 	[ "$(stat -c %a "$T/dest/usr/bin/snaprun")" = 755 ]
+	[ "$(stat -c %a "$T/dest/usr/bin/snaprun-merge-mypy")" = 755 ]
+	cmp "$REPO/snaprun-merge-mypy" "$T/dest/usr/bin/snaprun-merge-mypy"
 	local f
 	for f in usr/share/man/man1/snaprun.1 \
 		usr/share/bash-completion/completions/snaprun \
