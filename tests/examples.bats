@@ -44,6 +44,7 @@ extract_man() {
 fixture() {
 	mkdir -p "$T/bin" "$T/home" "$T/work/src/app" "$T/work/.git"
 	ln -s "$SNAPRUN" "$T/bin/snaprun"
+	ln -s "$REPO/snaprun-merge-mypy" "$T/bin/snaprun-merge-mypy"
 	cd "$T/work" || return 1
 	printf 'def inc(x: int) -> int:\n    return x + 1\n' > src/app/__init__.py
 	printf '{"version": 1, "name": "demo"}\n' > state.json
@@ -68,7 +69,7 @@ mypy_version() {
 # needs EXAMPLE: skip, with the reason, what this machine cannot run.
 needs() {
 	local ex=$1 tool major minor py
-	for tool in jq mypy sqlite3 awk sed sort; do
+	for tool in jq mypy sqlite3 awk sed sort python3; do
 		grep -qE "(^|[ '(])$tool( |$)" "$ex" && need_cmd "$tool"
 	done
 	# a directory snapshot (.mypy_cache itself is FILE) needs the exchange
