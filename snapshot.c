@@ -173,6 +173,8 @@ struct snapshot {
 	struct stat orig;	/* FILE's identity and metadata then */
 	char **args;		/* CMD with the placeholder replaced */
 	int ran;		/* CMD ran on it (and nothing was committed) */
+	int committed;		/* in FILE's place: what is left is the old */
+	const char *file;	/* FILE as given, for messages */
 	int keep;		/* -k, for this try */
 };
 
@@ -988,16 +990,26 @@ static int commit_lock(const struct target *t, const struct options *o,
 
 /* --------------------------------------------------------------- walks */
 
-/* A walk of the tree below an open directory, depth first.  It never
- * follows a link, and it holds a few descriptors however deep the tree:
- * one directory is open at a time, the way back up is by "..", checked
- * against where the walk came from, and a directory is read again after
- * each subdirectory, from the entry after that one (or from its start,
- * when the walk removes what it has been through). */
+/* A walk of the tree below an open directory, depth first, linear in its
+ * entries.  It never follows a link, and it holds a few descriptors
+ * however deep the tree: one directory is open at a time, the way back up
+ * is by "..", checked against where the walk came from.  Each directory
+ * is read once: its entries are handed to the walk during that pass, and
+ * the names of the subdirectories to go down into are kept, per level,
+ * to continue from when the walk comes back up.  A signal ends the walk
+ * at the next entry (EINTR); a removal goes on for a moment first, so a
+ * small tree is still removed whole. */
 struct level {
 	dev_t dev;
 	ino_t ino;
 	char *name;
+	mode_t mode;	/* its mode before the walk opened it, or 0 */
+};
+
+/* The subdirectories of one directory still to go down into, end to end. */
+struct todo {
+	char *names;
+	size_t len, room, at;
 };
 
 struct walk {
@@ -1011,9 +1023,14 @@ struct walk {
 	/* Back in fd, out of its entry name. */
 	int (*up)(struct walk *w, int fd, const char *name);
 	int ours;	/* unreadable directories may be made readable */
-	int again;	/* read a directory again from its start */
+	int restore;	/* and are given their mode back when done */
+	int grace;	/* a signal ends the walk only after a moment */
 	struct level *lv;
 	size_t depth, room;
+	struct todo *todo;	/* one per level, the top's first */
+	size_t troom;
+	struct timespec seen;	/* when the walk saw the signal */
+	size_t since;		/* entries handled since */
 	char *failed;	/* where the walk failed, below its top */
 	void *data;
 };
@@ -1043,21 +1060,52 @@ static int walk_failed(struct walk *w, const char *name)
 	return -1;
 }
 
+/* A signal to act on: at once, or for a removal (w->grace) once it has
+ * gone on for 50 ms and 256 entries since it saw the signal (EINTR). */
+static int stopped(struct walk *w)
+{
+	struct timespec now;
+
+	if (!caught)
+		return 0;
+	if (w->grace && !w->seen.tv_sec && !w->seen.tv_nsec) {
+		clock_gettime(CLOCK_MONOTONIC, &w->seen);
+		return 0;
+	}
+	if (w->grace && (++w->since < 256 || w->since % 64))
+		return 0;
+	if (w->grace) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - w->seen.tv_sec) * 1000 +
+		    (now.tv_nsec - w->seen.tv_nsec) / 1000000 < 50)
+			return 0;
+	}
+	errno = EINTR;
+	return 1;
+}
+
 #ifdef HAVE_LINUX
-/* An unreadable directory cannot be opened to fchmod it.  O_PATH opens it
- * without reading, and its /proc/self/fd name is that very inode, so no
- * name that could change meanwhile is chmod-ed. */
-static int open_unreadable(int at, const char *name)
+/* A file or directory of ours that its mode shuts to us, opened anyway:
+ * O_PATH opens it without reading, and its /proc/self/fd name is that
+ * very inode, so no name that could change meanwhile is chmod-ed.  Its
+ * mode before is in *was (0 when it was not changed). */
+static int open_shut(int at, const char *name, int flags, mode_t add,
+    mode_t *was)
 {
 	char proc[64];
-	int p = openat(at, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int p = openat(at, name, O_PATH | O_NOFOLLOW | O_CLOEXEC |
+	    (flags & O_DIRECTORY));
 	int fd = -1, e;
+	struct stat st;
 
+	*was = 0;
 	if (p < 0)
 		return -1;
 	snprintf(proc, sizeof proc, "/proc/self/fd/%d", p);
-	if (chmod(proc, S_IRWXU) == 0)
-		fd = openat(p, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fstat(p, &st) == 0 && chmod(proc, (st.st_mode & 07777) | add) == 0) {
+		*was = st.st_mode & 07777;
+		fd = open(proc, flags | O_CLOEXEC);
+	}
 	e = errno;
 	close(p);
 	errno = e;
@@ -1066,28 +1114,36 @@ static int open_unreadable(int at, const char *name)
 #else
 /* Without /proc there is only the name; this is inside a directory of
  * the caller's own, which no other user can change. */
-static int open_unreadable(int at, const char *name)
+static int open_shut(int at, const char *name, int flags, mode_t add,
+    mode_t *was)
 {
 	struct stat st;
 
+	*was = 0;
 	if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-	    !S_ISDIR(st.st_mode) ||
-	    fchmodat(at, name, S_IRWXU, AT_SYMLINK_NOFOLLOW) != 0)
+	    S_ISLNK(st.st_mode) ||
+	    fchmodat(at, name, (st.st_mode & 07777) | add, 0) != 0)
 		return -1;
-	return openat(at, name,
-	    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	*was = st.st_mode & 07777;
+	return openat(at, name, flags | O_NOFOLLOW | O_CLOEXEC);
 }
 #endif
 
-/* Hand each entry of the open directory fd after the one named after
- * (all, when NULL) to the walk; *down is the first it goes down into. */
-static int read_dir(struct walk *w, int fd, const char *after, char **down)
+/* An unreadable directory of ours, made readable and opened. */
+static int open_unreadable(int at, const char *name, mode_t *was)
+{
+	return open_shut(at, name, O_RDONLY | O_DIRECTORY, S_IRWXU, was);
+}
+
+/* Hand each entry of the open directory fd to the walk, in one pass;
+ * those it goes down into are listed in *t. */
+static int read_dir(struct walk *w, int fd, struct todo *t)
 {
 	int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0), r = 0, e;
 	struct dirent *d;
 	DIR *dir;
 
-	*down = NULL;
+	t->len = t->at = 0;
 	if (dfd < 0 || !(dir = fdopendir(dfd))) {
 		e = errno;
 		if (dfd >= 0)
@@ -1098,50 +1154,50 @@ static int read_dir(struct walk *w, int fd, const char *after, char **down)
 	rewinddir(dir);
 	while (r == 0 && (errno = 0, d = readdir(dir))) {
 		const char *n = d->d_name;
+		size_t len = strlen(n) + 1;
 
-		if (after) {
-			if (strcmp(n, after) == 0)
-				after = NULL;
-		} else if (strcmp(n, ".") != 0 && strcmp(n, "..") != 0) {
-			r = w->entry(w, fd, n);
-			if (r < 0)
-				walk_failed(w, n);
-			else if (r > 0)
-				*down = join(n);
+		if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
+			continue;
+		r = stopped(w) ? -1 : w->entry(w, fd, n);
+		if (r < 0)
+			walk_failed(w, n);
+		while (r > 0 && t->len + len > t->room)
+			t->names = grow(t->names, t->room, &t->room, 1);
+		if (r > 0) {
+			memcpy(t->names + t->len, n, len);
+			t->len += len;
+			r = 0;
 		}
 	}
-	/* A read error, or the directory the walk came back from gone: the
-	 * entries after it are not known to be done. */
-	if (r == 0 && !d && (errno || after)) {
-		e = errno ? errno : ESTALE;
-		walk_failed(w, after ? after : "");
+	if (r == 0 && errno) {
+		walk_failed(w, "");
 		r = -1;
-	} else {
-		e = errno;
 	}
+	e = errno;
 	closedir(dir);
 	errno = e;
-	return r < 0 ? -1 : 0;
+	return r;
 }
 
 /* One level down into name, remembered so the way back can be checked. */
-static int go_down(struct walk *w, int cur, char *name)
+static int go_down(struct walk *w, int cur, const char *name)
 {
+	struct level *l;
 	struct stat st;
 	int next;
 
 	w->lv = grow(w->lv, w->depth, &w->room, sizeof *w->lv);
-	if (fstat(cur, &st) != 0) {
-		free(name);
+	if (fstat(cur, &st) != 0)
 		return -1;
-	}
-	w->lv[w->depth].dev = st.st_dev;
-	w->lv[w->depth].ino = st.st_ino;
-	w->lv[w->depth++].name = name;
+	l = &w->lv[w->depth++];
+	l->dev = st.st_dev;
+	l->ino = st.st_ino;
+	l->name = join(name);
+	l->mode = 0;
 	next = openat(cur, name,
 	    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (next < 0 && errno == EACCES && w->ours)
-		next = open_unreadable(cur, name);
+		next = open_unreadable(cur, name, &l->mode);
 	if (next >= 0 && w->down && w->down(w, next) != 0) {
 		int e = errno;
 
@@ -1152,15 +1208,18 @@ static int go_down(struct walk *w, int cur, char *name)
 	return next;
 }
 
-/* One level back up by "..", which must be where the walk came from.
- * *name is the directory it left. */
-static int go_up(struct walk *w, int cur, char **name)
+/* One level back up by "..", which must be where the walk came from. */
+static int go_up(struct walk *w, int cur)
 {
 	struct level *l = &w->lv[--w->depth];
-	int next = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int next = -1;
 	struct stat st;
 
-	*name = l->name;
+	if (w->restore && l->mode && fchmod(cur, l->mode) != 0) {
+		free(l->name);
+		return -1;
+	}
+	next = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (next >= 0 && (fstat(next, &st) != 0 || st.st_dev != l->dev ||
 	    st.st_ino != l->ino)) {
 		close(next);
@@ -1174,53 +1233,83 @@ static int go_up(struct walk *w, int cur, char **name)
 		errno = e;
 		next = -1;
 	}
+	free(l->name);
 	return next;
+}
+
+/* The next step from the open directory cur, at the walk's depth: down
+ * into the next subdirectory listed, or, when none is left, done and back
+ * up.  Returns the directory the walk is in next; -1 with errno, or with
+ * errno 0 at the end. */
+static int walk_step(struct walk *w, int cur)
+{
+	struct todo *t = &w->todo[w->depth];
+	int next, err;
+
+	if (stopped(w))
+		return walk_failed(w, "");
+	if (t->at < t->len) {
+		const char *name = t->names + t->at;
+
+		t->at += strlen(name) + 1;
+		next = go_down(w, cur, name);
+		if (next < 0)
+			return walk_failed(w, "");
+		if (w->depth >= w->troom) {
+			size_t had = w->troom;
+
+			w->todo = grow(w->todo, w->depth, &w->troom,
+			    sizeof *w->todo);
+			memset(w->todo + had, 0,
+			    (w->troom - had) * sizeof *w->todo);
+		}
+		if (read_dir(w, next, &w->todo[w->depth]) == 0)
+			return next;
+	} else if (w->done && w->done(w, cur) != 0) {
+		return walk_failed(w, "");
+	} else if (w->depth == 0) {
+		errno = 0;
+		return -1;
+	} else if ((next = go_up(w, cur)) >= 0) {
+		return next;
+	} else {
+		return walk_failed(w, "");
+	}
+	err = errno;
+	close(next);
+	errno = err;
+	return -1;
 }
 
 /* Walk the tree below the open directory top.  Returns 0, or -1 with
  * errno and w->failed. */
 static int walk_tree(struct walk *w, int top)
 {
-	int cur = fcntl(top, F_DUPFD_CLOEXEC, 0), err = cur < 0 ? errno : 0;
-	char *after = NULL;
+	int cur = fcntl(top, F_DUPFD_CLOEXEC, 0), err = 0;
+	size_t i;
 
+	w->todo = grow(NULL, 0, &w->troom, sizeof *w->todo);
+	memset(w->todo, 0, w->troom * sizeof *w->todo);
+	if (cur < 0 || read_dir(w, cur, &w->todo[0]) != 0)
+		err = errno;
 	while (cur >= 0 && !err) {
-		char *down;
-		int next = -1;
+		int next = walk_step(w, cur);
 
-		if (read_dir(w, cur, after, &down) != 0)
-			err = errno;
-		free(after);
-		after = NULL;
-		if (err)
-			break;
-		if (down)
-			next = go_down(w, cur, down);
-		else if (w->done && w->done(w, cur) != 0)
-			next = -1;
-		else if (w->depth == 0)
-			break;
-		else
-			next = go_up(w, cur, &after);
-		if (next < 0) {
-			walk_failed(w, after ? after : "");
-			err = errno;
-		}
-		if (w->again) {
-			free(after);
-			after = NULL;
-		}
+		err = next < 0 ? errno : 0;
 		close(cur);
 		cur = next;
 	}
 	if (cur >= 0)
 		close(cur);
-	free(after);
 	while (w->depth)
 		free(w->lv[--w->depth].name);
+	for (i = 0; i < w->troom; i++)
+		free(w->todo[i].names);
+	free(w->todo);
 	free(w->lv);
 	w->lv = NULL;
-	w->room = 0;
+	w->todo = NULL;
+	w->room = w->troom = 0;
 	errno = err;
 	return err ? -1 : 0;
 }
@@ -1256,8 +1345,8 @@ static int remove_entry(struct walk *w, int dir, const char *name)
 	if (unlinkat(dir, name, 0) == 0 || errno == ENOENT)
 		return 0;
 	err = errno;
-	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-	    !S_ISDIR(st.st_mode)) {
+	if (err != EISDIR && (fstatat(dir, name, &st,
+	    AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))) {
 		errno = err;
 		return -1;
 	}
@@ -1266,50 +1355,134 @@ static int remove_entry(struct walk *w, int dir, const char *name)
 	return errno == ENOTEMPTY || errno == EEXIST ? 1 : -1;
 }
 
-/* Back out of name, emptied: it goes too. */
+/* Back out of name, emptied: it goes too.  Not empty (an entry the
+ * one pass did not see): the next pass takes it. */
 static int remove_left(struct walk *w, int fd, const char *name)
 {
 	(void)w;
-	return unlinkat(fd, name, AT_REMOVEDIR) == 0 || errno == ENOENT ?
-	    0 : -1;
+	return unlinkat(fd, name, AT_REMOVEDIR) == 0 || errno == ENOENT ||
+	    errno == ENOTEMPTY || errno == EEXIST ? 0 : -1;
 }
 
-/* Empty the open directory top, never through a link. */
-static int empty_dir(int top)
+/* Empty the open directory top, never through a link; *failed (unless
+ * failed is NULL) is where it failed, below top. */
+static int clear_dir(int top, char **failed)
 {
 	struct walk w;
+	int e;
 
 	memset(&w, 0, sizeof w);
 	w.entry = remove_entry;
 	w.down = writable_down;
 	w.up = remove_left;
-	w.ours = w.again = 1;
-	if (writable(top) != 0 || walk_tree(&w, top) != 0) {
-		int e = errno;
-
+	w.ours = w.grace = 1;
+	if (writable(top) == 0 && walk_tree(&w, top) == 0)
+		return 0;
+	e = errno;
+	if (failed && !*failed)
+		*failed = w.failed ? w.failed : join("");
+	else
 		free(w.failed);
-		errno = e;
-		return -1;
+	errno = e;
+	return -1;
+}
+
+static int empty_dir(int top)
+{
+	return clear_dir(top, NULL);
+}
+
+/* Remove the directory name in at, open as fd, with all in it; a second
+ * pass takes what appeared during the first.  *failed as for clear_dir. */
+static int remove_tree(int at, const char *name, int fd, char **failed)
+{
+	int pass;
+
+	for (pass = 0; pass < 3; pass++) {
+		if (unlinkat(at, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+			return 0;	/* empty, as after most commits */
+		if ((errno != ENOTEMPTY && errno != EEXIST) || fd < 0 ||
+		    (failed ? clear_dir(fd, failed) : empty_dir(fd)) != 0)
+			break;
 	}
-	return 0;
+	if (failed && !*failed)
+		*failed = join("");
+	return -1;
 }
 
 /* Remove the directory name in at, open as fd, with all in it. */
 static int remove_dir(int at, const char *name, int fd)
 {
-	if (unlinkat(at, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
-		return 0;	/* empty, as after most commits */
-	if (fd < 0 || empty_dir(fd) != 0)
-		return -1;
-	return unlinkat(at, name, AT_REMOVEDIR);
+	return remove_tree(at, name, fd, NULL);
+}
+
+/* What cannot be removed (a mount, an immutable file, another user's
+ * directory) is said once, with where and why, then set aside as
+ * NAME.left, which runs leave alone and --clean tries again.  An
+ * interrupted removal is left as it is, for the next run.  path is name
+ * in at, as a path; failed is where below it the removal failed. */
+static void set_aside(int at, const char *name, const char *path,
+    const char *failed, int clean)
+{
+	char left[NAME_MAX + 8];
+	size_t n = strlen(name);
+	int err = errno;
+	const char *sep = *failed ? "/" : "";
+
+	if (caught && err == EINTR) {
+		say("%s: interrupted; left for a later run or --clean", path);
+		return;
+	}
+	snprintf(left, sizeof left, "%s%s", name,
+	    n > 5 && strcmp(name + n - 5, ".left") == 0 ? "" : ".left");
+	if (strcmp(left, name) != 0 && renameat(at, name, at, left) != 0)
+		snprintf(left, sizeof left, "%s", name);
+	errno = err;
+	if (strcmp(left, name) == 0)
+		say("%s%s%s: cannot remove it:", path, sep, failed);
+	else
+		say("%s%s%s: cannot remove it (%s); set aside as %s%s", path,
+		    sep, failed, strerror(err), left,
+		    clean ? "" : " (see --clean)");
+}
+
+/* One leftover, removed when it is the caller's own and nobody holds it
+ * locked: a live run, or the CMD of a dead one, keeps its lock.  Returns
+ * 1 when it could not be removed. */
+static int remove_leftover(const struct target *t, const char *name,
+    int clean)
+{
+	char *where = NULL, *path;
+	int priv = openat(t->dirfd, name,
+	    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), failed = 0;
+	struct stat st;
+
+	if (priv < 0)
+		return 0;
+	path = path_cat(t->dir, name);
+	if (fstat(priv, &st) == 0 && st.st_uid == geteuid() &&
+	    flock(priv, LOCK_EX | LOCK_NB) == 0) {
+		if (remove_tree(t->dirfd, name, priv, &where) == 0) {
+			note("%s: removed what a killed run left", path);
+		} else {
+			set_aside(t->dirfd, name, path, where, clean);
+			failed = 1;
+		}
+	}
+	free(where);
+	free(path);
+	close(priv);
+	return failed;
 }
 
 /* Leftovers are the caller's own private directories that nobody holds
- * locked: a live run, or the CMD of a dead one, keeps its lock.  Another
- * user's are never touched.  Returns how many could not be removed. */
-static int remove_leftovers(const struct target *t)
+ * locked.  Another user's are never touched; those set aside (NAME.left)
+ * only by --clean.  Their names are read first: the directory changes as
+ * they go.  Returns how many could not be removed. */
+static int sweep(const struct target *t, int clean)
 {
 	size_t n = strlen(t->prefix);
+	struct todo names;
 	int fd, failed = 0;
 	struct dirent *e;
 	struct stat st;
@@ -1322,28 +1495,38 @@ static int remove_leftovers(const struct target *t)
 	fd = fcntl(t->dirfd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0 || !(d = fdopendir(fd)))
 		die("%s:", t->dir);
+	memset(&names, 0, sizeof names);
 	while ((e = readdir(d))) {
-		int priv;
+		size_t len = strlen(e->d_name) + 1;
 
 		if (strncmp(e->d_name, t->prefix, n) != 0 ||
-		    strlen(e->d_name) != n + 6)
+		    (len != n + 7 && (!clean || len != n + 12 ||
+		    strcmp(e->d_name + n + 6, ".left") != 0)))
 			continue;
-		priv = openat(t->dirfd, e->d_name,
-		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (priv < 0)
-			continue;
-		if (fstat(priv, &st) == 0 && st.st_uid == geteuid() &&
-		    flock(priv, LOCK_EX | LOCK_NB) == 0) {
-			if (remove_dir(t->dirfd, e->d_name, priv) == 0)
-				note("%s/%s: removed what a killed run left",
-				    t->dir, e->d_name);
-			else if (++failed)
-				say("%s/%s:", t->dir, e->d_name);
-		}
-		close(priv);
+		while (names.len + len > names.room)
+			names.names = grow(names.names, names.room,
+			    &names.room, 1);
+		memcpy(names.names + names.len, e->d_name, len);
+		names.len += len;
 	}
 	closedir(d);
+	for (; names.at < names.len && !caught;
+	    names.at += strlen(names.names + names.at) + 1)
+		failed += remove_leftover(t, names.names + names.at, clean);
+	free(names.names);
 	return failed;
+}
+
+/* What killed runs left beside FILE, removed at the start of a run. */
+static int remove_leftovers(const struct target *t)
+{
+	return sweep(t, 0);
+}
+
+/* --clean: those set aside too; says what it could not remove, and why. */
+static int clean_leftovers(const struct target *t)
+{
+	return sweep(t, 1);
 }
 
 /* -------------------------------------------------------------- 2. take */
@@ -2062,6 +2245,7 @@ static void take(const struct target *t, const struct options *o,
 	s->privfd = s->subfd = s->srcfd = s->outfd = -1;
 	s->keep = o->keep;
 	s->rel = t->rel;
+	s->file = t->file;
 	if (fstatat(t->dirfd, t->base, &fst, AT_SYMLINK_NOFOLLOW) != 0 ||
 	    !S_ISDIR(fst.st_mode))
 		refuse_hot_journal(t, "");
@@ -2738,6 +2922,7 @@ static enum outcome commit(const struct target *t, struct snapshot *s,
 		return out;
 	}
 	s->ran = 0;	/* nothing left to keep */
+	s->committed = 1;
 	/* Committed: a directory that cannot be flushed (some FUSE and
 	 * network filesystems) is worth a word, not a failure. */
 	if (o->sync && fsync(t->dirfd) != 0 && errno != EINVAL &&
@@ -2748,6 +2933,26 @@ static enum outcome commit(const struct target *t, struct snapshot *s,
 }
 
 /* ------------------------------------------------------------ 7. discard */
+
+/* The private directory removed.  A signal after the commit does not undo
+ * it: that is said, and where the old tree is left when the signal cut
+ * its removal short. */
+static void remove_private(const struct snapshot *s)
+{
+	const char *path = s->priv ? s->priv : s->name;
+	char *where = NULL;
+
+	if (remove_tree(s->dirfd, s->name, s->privfd, &where) == 0) {
+		if (s->committed && caught)
+			say("%s: committed before the signal came", s->file);
+	} else if (s->committed && caught && errno == EINTR) {
+		say("%s: committed before the signal came; the old tree is "
+		    "left in %s for a later run or --clean", s->file, path);
+	} else {
+		set_aside(s->dirfd, s->name, path, where, 0);
+	}
+	free(where);
+}
 
 /* 7. Discard: the private directory and all CMD left in it removed, never
  * through a link; with -k, once CMD ran on it and nothing was committed,
@@ -2763,8 +2968,8 @@ static void discard(struct snapshot *s)
 	if (s->name[0] && s->keep && s->ran &&
 	    renameat(s->dirfd, s->name, s->dirfd, kept) == 0)
 		say("snapshot kept: %s.kept/%s", s->priv, s->rel);
-	else if (s->name[0] && remove_dir(s->dirfd, s->name, s->privfd) != 0)
-		say("%s:", s->priv ? s->priv : s->name);
+	else if (s->name[0])
+		remove_private(s);
 	if (s->subfd >= 0)
 		close(s->subfd);
 	if (s->privfd >= 0)
@@ -2848,7 +3053,7 @@ int main(int argc, char **argv)
 	catch_signals(&sg);			/* forwarded to CMD */
 	resolve(&o, &t);			/* 1. the final target */
 	if (o.clean)				/* --clean: leftovers only */
-		return finish(&t, remove_leftovers(&t) ? EXIT_FAILED : 0);
+		return finish(&t, clean_leftovers(&t) ? EXIT_FAILED : 0);
 	if ((lock = start_lock(&t, &o)) == -2)	/* -x: held from here on */
 		return finish(&t, leave(BUSY, 0, &t, &o));
 	remove_leftovers(&t);			/* what killed runs left */
