@@ -58,6 +58,7 @@ extern char **environ;
  * copies.  What a build has, -V lists. */
 #if defined(__linux__) && !defined(SNAPRUN_POSIX)
 #define HAVE_LINUX 1
+#include <sys/sysmacros.h>	/* makedev */
 #include <sys/xattr.h>
 #if !defined(SNAPRUN_PLAIN_COPY)
 #define FAST_COPY 1
@@ -71,6 +72,7 @@ extern char **environ;
 #endif
 #if defined(F_SETLEASE)
 #define HAVE_LEASE 1
+#define HAVE_LEASES 1
 #endif
 #define HAVE_SYNCFS 1	/* one flush for a whole tree */
 #if defined(O_PATH)
@@ -82,6 +84,9 @@ extern char **environ;
 #endif
 #ifndef HAVE_SYNCFS
 #define HAVE_SYNCFS 0
+#endif
+#ifndef HAVE_LEASES
+#define HAVE_LEASES 0	/* HAVE_LEASE, for C conditions */
 #endif
 #ifndef O_WALK
 #define O_WALK O_RDONLY
@@ -1809,6 +1814,8 @@ static void refuse_hot_journal(const struct target *t, const char *then)
 		    "the whole directory%s", t->file, side, then);
 }
 
+static int mount_root(int fd);
+
 /* FILE opened for the copy; -1 when absent.  Anything but a regular file
  * or a directory is refused from its lstat, before it is opened: opening
  * a FIFO or a device acts on it. */
@@ -1831,6 +1838,8 @@ static int open_source(const struct target *t, struct stat *st)
 		die("%s:", t->file);
 	if ((st->st_mode & S_IFMT) != (mode_t)kind)
 		die("%s: replaced while being opened", t->file);
+	if (mount_root(fd))
+		die("%s: a mount point, which cannot be replaced", t->file);
 	return fd;
 }
 
@@ -1858,30 +1867,61 @@ static const char *snapshot_name(const struct snapshot *s)
 /* ------------------------------------------------------ directory trees */
 
 #if defined(HAVE_LINUX) && defined(STATX_ATTR_MOUNT_ROOT)
-/* The top of a mount, a bind mount of the same filesystem too. */
-static int mount_root(int fd)
+/* lstat(2) of name in dir (of dir itself for ""), and in *mount whether
+ * it is the top of a mount: another filesystem, a bind mount of the same
+ * one, or a file bind-mounted over another.  One call for both. */
+static int stat_entry(int dir, const char *name, struct stat *st, int *mount)
 {
 	struct statx sx;
 
-	return statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW,
-	    0, &sx) == 0 &&
-	    (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+	if (statx(dir, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT |
+	    (*name ? 0 : AT_EMPTY_PATH), STATX_BASIC_STATS, &sx) != 0)
+		return -1;
+	memset(st, 0, sizeof *st);
+	st->st_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+	st->st_ino = sx.stx_ino;
+	st->st_mode = sx.stx_mode;
+	st->st_nlink = sx.stx_nlink;
+	st->st_uid = sx.stx_uid;
+	st->st_gid = sx.stx_gid;
+	st->st_size = (off_t)sx.stx_size;
+	st->st_blocks = (blkcnt_t)sx.stx_blocks;
+	st->st_atim.tv_sec = sx.stx_atime.tv_sec;
+	st->st_atim.tv_nsec = sx.stx_atime.tv_nsec;
+	st->st_mtim.tv_sec = sx.stx_mtime.tv_sec;
+	st->st_mtim.tv_nsec = sx.stx_mtime.tv_nsec;
+	st->st_ctim.tv_sec = sx.stx_ctime.tv_sec;
+	st->st_ctim.tv_nsec = sx.stx_ctime.tv_nsec;
+	*mount = (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
 	    (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
-}
-#else
-static int mount_root(int fd)
-{
-	(void)fd;	/* only another filesystem's st_dev tells */
 	return 0;
 }
+#else
+static int stat_entry(int dir, const char *name, struct stat *st, int *mount)
+{
+	*mount = 0;	/* only another filesystem's st_dev tells */
+	return *name ? fstatat(dir, name, st, AT_SYMLINK_NOFOLLOW) :
+	    fstat(dir, st);
+}
 #endif
+
+/* The top of a mount, a bind mount of the same filesystem too. */
+static int mount_root(int fd)
+{
+	struct stat st;
+	int mount;
+
+	return stat_entry(fd, "", &st, &mount) == 0 && mount;
+}
 
 /* A directory a tree may not take in: another filesystem, or a mount. */
 static int foreign(int fd, dev_t dev)
 {
 	struct stat st;
+	int mount;
 
-	return fstat(fd, &st) != 0 || st.st_dev != dev || mount_root(fd);
+	return stat_entry(fd, "", &st, &mount) != 0 || st.st_dev != dev ||
+	    mount;
 }
 
 struct hardlink {
@@ -1898,7 +1938,7 @@ struct copy {
 	const char *file;	/* DIR, for messages */
 	const char *how;	/* how file data was copied */
 	size_t entries;
-	struct hardlink *links;
+	struct hardlink *links;	/* a hash table of room slots */
 	size_t nlinks, room;
 };
 
@@ -1914,23 +1954,50 @@ static _Noreturn void refuse_entry(struct walk *w, const char *file,
 	die("%s/%s: %s", file, path, why);
 }
 
+/* Where (dev, ino) goes in the table of room slots (a power of 2). */
+static size_t link_slot(const struct hardlink *t, size_t room, dev_t dev,
+    ino_t ino)
+{
+	size_t i = (size_t)((uintmax_t)ino * 0x9E3779B97F4A7C15ULL ^
+	    (uintmax_t)dev) & (room - 1);
+
+	while (t[i].path && (t[i].ino != ino || t[i].dev != dev))
+		i = (i + 1) & (room - 1);
+	return i;
+}
+
+/* The first copy of a file with more links, from a hash table: a tree
+ * of hard links costs what any tree costs. */
 static const char *linked(const struct copy *c, const struct stat *st)
 {
-	size_t i;
-
-	for (i = 0; i < c->nlinks; i++)
-		if (c->links[i].ino == st->st_ino &&
-		    c->links[i].dev == st->st_dev)
-			return c->links[i].path;
-	return NULL;
+	if (!c->room)
+		return NULL;
+	return c->links[link_slot(c->links, c->room, st->st_dev,
+	    st->st_ino)].path;
 }
 
 static void add_link(struct copy *c, const struct stat *st, char *path)
 {
-	c->links = grow(c->links, c->nlinks, &c->room, sizeof *c->links);
-	c->links[c->nlinks].dev = st->st_dev;
-	c->links[c->nlinks].ino = st->st_ino;
-	c->links[c->nlinks++].path = path;
+	struct hardlink *l;
+
+	if (2 * (c->nlinks + 1) > c->room) {
+		size_t room = c->room ? 2 * c->room : 64, i;
+
+		l = xmalloc(room * sizeof *l);
+		memset(l, 0, room * sizeof *l);
+		for (i = 0; i < c->room; i++)
+			if (c->links[i].path)
+				l[link_slot(l, room, c->links[i].dev,
+				    c->links[i].ino)] = c->links[i];
+		free(c->links);
+		c->links = l;
+		c->room = room;
+	}
+	l = &c->links[link_slot(c->links, c->room, st->st_dev, st->st_ino)];
+	l->dev = st->st_dev;
+	l->ino = st->st_ino;
+	l->path = path;
+	c->nlinks++;
 }
 
 /* A regular file of the tree: its data, metadata and times; a second
@@ -1993,11 +2060,12 @@ static int copy_entry(struct walk *w, int dir, const char *name)
 {
 	struct copy *c = w->data;
 	struct stat st;
+	int mount;
 
-	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+	if (stat_entry(dir, name, &st, &mount) != 0)
 		return -1;
 	c->entries++;
-	if (S_ISDIR(st.st_mode) && st.st_dev != c->dev)
+	if (mount || (S_ISDIR(st.st_mode) && st.st_dev != c->dev))
 		refuse_entry(w, c->file, name,
 		    "a mount point; nothing snapshotted");
 	if (S_ISDIR(st.st_mode))
@@ -2081,8 +2149,8 @@ static int copy_tree(int src, int top, const char *file, const char **how,
 	r = walk_tree(&w, src);
 	e = errno;
 	close(c.dst);
-	while (c.nlinks)
-		free(c.links[--c.nlinks].path);
+	while (c.room)
+		free(c.links[--c.room].path);
 	free(c.links);
 	*failed = w.failed;
 	*how = c.how;
@@ -2118,6 +2186,14 @@ static const char *fill_tree(const struct target *t, struct snapshot *s)
 		if (foreign(s->srcfd, t->dirst.st_dev))
 			die("%s: a mount point, which cannot be replaced",
 			    t->file);
+		/* A directory moves to another parent only when its mover
+		 * may write it (its ".." changes): root, or its mode. */
+		if (faccessat(t->dirfd, t->base, W_OK, AT_EACCESS) != 0 &&
+		    errno == EACCES)
+			die("%s: not writable (mode %04o), and a directory "
+			    "must be to be exchanged; nothing snapshotted "
+			    "(chmod u+w it first)", t->file,
+			    (unsigned)s->orig.st_mode & 07777);
 		if (mkdirat(s->subfd, name, S_IRWXU) != 0 ||
 		    (top = openat(s->subfd, name,
 		    O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
@@ -2583,45 +2659,75 @@ static int decide(int status, const struct target *t, const struct options *o)
 /* ------------------------------------------------------------- 6. commit */
 
 #ifdef HAVE_LEASE
-/* A process CMD left running with the snapshot open for writing could
- * write into FILE after the commit.  No read lease can be had on a file
- * that is open for writing, so the kernel tells. */
-static void refuse_writers(int fd, const char *file)
+/* Is the file fd still open for writing, by a process CMD left running?
+ * No read lease can be had on a file that is, so the kernel tells.  1
+ * yes, 0 no, -1 cannot tell. */
+static int written(int fd)
 {
 	if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
 		fcntl(fd, F_SETLEASE, F_UNLCK);
-		return;
+		return 0;
 	}
-	if (errno == EAGAIN || errno == EBUSY)
-		die("%s: the snapshot is still open for writing (by a "
-		    "process CMD left running?); nothing committed", file);
-	note("%s: cannot tell whether the snapshot is still open for writing",
-	    file);
+	return errno == EAGAIN || errno == EBUSY ? 1 : -1;
 }
 #else
-static void refuse_writers(int fd, const char *file)
+static int written(int fd)
 {
 	(void)fd;	/* no portable way to tell */
-	(void)file;
+	return -1;
 }
 #endif
+
+/* A process CMD left running with the snapshot open for writing could
+ * write into FILE after the commit. */
+static void refuse_writers(int fd, const char *file)
+{
+	int r = written(fd);
+
+	if (r > 0)
+		die("%s: the snapshot is still open for writing (by a "
+		    "process CMD left running?); nothing committed", file);
+	if (r < 0 && HAVE_LEASES)
+		note("%s: cannot tell whether the snapshot is still open for "
+		    "writing", file);
+}
+
+/* A file of ours that CMD shut to us (mode 000), opened all the same;
+ * its mode stays what CMD made it. */
+static int open_ours(int at, const char *name, int flags)
+{
+	mode_t was;
+	int fd = open_shut(at, name, flags, S_IRUSR, &was);
+
+	if (fd >= 0 && fchmod(fd, was) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
 
 /* The new tree checked before it is committed. */
 struct check {
 	dev_t dev;		/* its filesystem */
 	int sync;		/* each file and directory flushed on its own */
+	int unsure;		/* leases cannot tell here (said once) */
 	const char *file;	/* DIR, for messages */
 };
 
-/* Nothing but directories, regular files and symbolic links. */
+/* Nothing but directories, regular files and symbolic links, no mount,
+ * and no file that a process CMD left running still holds open for
+ * writing: it could write into DIR after the commit. */
 static int check_entry(struct walk *w, int dir, const char *name)
 {
 	struct check *k = w->data;
 	struct stat st;
-	int fd, r;
+	int fd, r, mount;
 
-	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+	if (stat_entry(dir, name, &st, &mount) != 0)
 		return -1;
+	if (mount)
+		refuse_entry(w, k->file, name, "in the new tree, a mount "
+		    "point; nothing committed");
 	if (S_ISDIR(st.st_mode))
 		return 1;
 	if (S_ISLNK(st.st_mode))
@@ -2630,12 +2736,23 @@ static int check_entry(struct walk *w, int dir, const char *name)
 		refuse_entry(w, k->file, name,
 		    "in the new tree, not a regular file, directory or "
 		    "symbolic link; nothing committed");
-	if (!k->sync)
+	if (!k->sync && (!HAVE_LEASES || k->unsure))
 		return 0;
 	fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	r = fd < 0 || fsync(fd) != 0 ? -1 : 0;
-	if (fd >= 0)
-		close(fd);
+	if (fd < 0 && errno == EACCES)
+		fd = open_ours(dir, name, O_RDONLY | O_NONBLOCK);
+	if (fd < 0)
+		return -1;
+	r = k->unsure ? 0 : written(fd);
+	if (r > 0)
+		refuse_entry(w, k->file, name, "in the new tree, still open "
+		    "for writing (by a process CMD left running?); nothing "
+		    "committed");
+	if (r < 0 && HAVE_LEASES && !k->unsure++)
+		note("%s: cannot tell whether the new tree's files are still "
+		    "open for writing", k->file);
+	r = k->sync && fsync(fd) != 0 ? -1 : 0;
+	close(fd);
 	return r;
 }
 
@@ -2665,13 +2782,20 @@ static int ready_tree(const struct target *t, struct snapshot *s,
 {
 	int fd = openat(s->subfd, snapshot_name(s),
 	    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	mode_t was = 0;
 	struct check k;
 	struct walk w;
 	struct stat st;
 
+	/* What CMD shut to its owner is snaprun's to read: it is opened
+	 * (and given its mode back), for the check, the flush and the
+	 * exchange. */
+	if (fd < 0 && errno == EACCES)
+		fd = open_unreadable(s->subfd, snapshot_name(s), &was);
 	if (fd < 0 || fstat(fd, &st) != 0)
 		die("%s:", s->path);
 	memset(&w, 0, sizeof w);
+	memset(&k, 0, sizeof k);
 	k.dev = st.st_dev;
 	k.file = t->file;
 	k.sync = o->sync && !HAVE_SYNCFS;
@@ -2679,10 +2803,19 @@ static int ready_tree(const struct target *t, struct snapshot *s,
 	w.down = check_down;
 	w.done = check_done;
 	w.data = &k;
+	w.ours = w.restore = 1;
 	if (walk_tree(&w, fd) != 0)
 		die("%s/%s:", s->path, w.failed);
 	if (s->srcfd >= 0)
 		copy_metadata(s->srcfd, &s->orig, fd, s->path);
+	else if (was && fchmod(fd, was) != 0)
+		die("%s:", s->path);
+	if (s->srcfd < 0 && ((was ? was : st.st_mode) & S_IWUSR) == 0 &&
+	    geteuid() != 0)
+		die("%s: CMD left the new tree's top without write permission "
+		    "(mode %04o), which a directory needs to be moved; nothing "
+		    "committed", t->file, (unsigned)(was ? was : st.st_mode) &
+		    07777);
 #if HAVE_SYNCFS
 	if (o->sync && syncfs(fd) != 0)
 		die("%s:", s->path);
@@ -2717,12 +2850,39 @@ static int open_snapshot(const struct snapshot *s, const char *file)
 		    "committed", file);
 	fd = openat(s->subfd, name,
 	    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 && errno == EACCES)	/* mode 000: still ours to commit */
+		fd = open_ours(s->subfd, name, O_RDONLY | O_NONBLOCK);
 	if (fd < 0 || fstat(fd, &fst) != 0)
 		die("%s:", s->path);
 	if (fst.st_dev != st.st_dev || fst.st_ino != st.st_ino)
 		die("%s: the snapshot changed during the commit; nothing "
 		    "committed", file);
 	return fd;
+}
+
+/* The private directory, and those the snapshot is in below it, are
+ * snaprun's: what CMD shut (0500, 0100) is opened again to their owner,
+ * so that its result can still be committed. */
+static void reopen_private(const struct snapshot *s)
+{
+	char *sub = join(s->rel), *part, *save, *slash = strrchr(sub, '/');
+	int fd = fcntl(s->privfd, F_DUPFD_CLOEXEC, 0);
+
+	*(slash ? slash : sub) = '\0';
+	for (part = strtok_r(sub, "/", &save); fd >= 0 && writable(fd) == 0 &&
+	    part; part = strtok_r(NULL, "/", &save)) {
+		int next = openat(fd, part,
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		mode_t was;
+
+		if (next < 0 && errno == EACCES)
+			next = open_unreadable(fd, part, &was);
+		close(fd);
+		fd = next;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(sub);
 }
 
 /* 6a. Only a self-contained snapshot that nothing still writes to, with
@@ -2741,6 +2901,7 @@ static int ready(const struct target *t, struct snapshot *s,
 	if (s->outfd >= 0 && close(s->outfd) != 0)
 		die("%s:", s->path);
 	s->outfd = -1;
+	reopen_private(s);
 	s->subfd = snapshot_dir(s, 0);
 	if (s->subfd < 0 && (errno == ELOOP || errno == ENOTDIR))
 		die("%s: the snapshot's directory is no longer a directory; "
