@@ -1008,7 +1008,7 @@ struct level {
 	dev_t dev;
 	ino_t ino;
 	char *name;
-	mode_t mode;	/* its mode before the walk opened it, or 0 */
+	mode_t mode;	/* its st_mode before the walk opened it, or 0 */
 };
 
 /* The subdirectories of one directory still to go down into, end to end. */
@@ -1093,7 +1093,7 @@ static int stopped(struct walk *w)
 /* A file or directory of ours that its mode shuts to us, opened anyway:
  * O_PATH opens it without reading, and its /proc/self/fd name is that
  * very inode, so no name that could change meanwhile is chmod-ed.  Its
- * mode before is in *was (0 when it was not changed). */
+ * st_mode before is in *was (0 when it was not changed). */
 static int open_shut(int at, const char *name, int flags, mode_t add,
     mode_t *was)
 {
@@ -1108,7 +1108,7 @@ static int open_shut(int at, const char *name, int flags, mode_t add,
 		return -1;
 	snprintf(proc, sizeof proc, "/proc/self/fd/%d", p);
 	if (fstat(p, &st) == 0 && chmod(proc, (st.st_mode & 07777) | add) == 0) {
-		*was = st.st_mode & 07777;
+		*was = st.st_mode;
 		fd = open(proc, flags | O_CLOEXEC);
 	}
 	e = errno;
@@ -1129,7 +1129,7 @@ static int open_shut(int at, const char *name, int flags, mode_t add,
 	    S_ISLNK(st.st_mode) ||
 	    fchmodat(at, name, (st.st_mode & 07777) | add, 0) != 0)
 		return -1;
-	*was = st.st_mode & 07777;
+	*was = st.st_mode;
 	return openat(at, name, flags | O_NOFOLLOW | O_CLOEXEC);
 }
 #endif
@@ -1220,11 +1220,13 @@ static int go_up(struct walk *w, int cur)
 	int next = -1;
 	struct stat st;
 
-	if (w->restore && l->mode && fchmod(cur, l->mode) != 0) {
-		free(l->name);
-		return -1;
-	}
 	next = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* Its mode back once it is left: ".." needs it searchable. */
+	if (next >= 0 && w->restore && l->mode &&
+	    fchmod(cur, l->mode & 07777) != 0) {
+		close(next);
+		next = -1;
+	}
 	if (next >= 0 && (fstat(next, &st) != 0 || st.st_dev != l->dev ||
 	    st.st_ino != l->ino)) {
 		close(next);
@@ -2699,7 +2701,7 @@ static int open_ours(int at, const char *name, int flags)
 	mode_t was;
 	int fd = open_shut(at, name, flags, S_IRUSR, &was);
 
-	if (fd >= 0 && fchmod(fd, was) != 0) {
+	if (fd >= 0 && fchmod(fd, was & 07777) != 0) {
 		close(fd);
 		return -1;
 	}
@@ -2808,7 +2810,7 @@ static int ready_tree(const struct target *t, struct snapshot *s,
 		die("%s/%s:", s->path, w.failed);
 	if (s->srcfd >= 0)
 		copy_metadata(s->srcfd, &s->orig, fd, s->path);
-	else if (was && fchmod(fd, was) != 0)
+	else if (was && fchmod(fd, was & 07777) != 0)
 		die("%s:", s->path);
 	if (s->srcfd < 0 && ((was ? was : st.st_mode) & S_IWUSR) == 0 &&
 	    geteuid() != 0)
