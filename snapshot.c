@@ -75,6 +75,9 @@ extern char **environ;
 #define HAVE_LEASES 1
 #endif
 #define HAVE_SYNCFS 1	/* one flush for a whole tree */
+#if defined(STATX_ATTR_MOUNT_ROOT)
+#define HAVE_MOUNT_ROOT 1	/* statx tells a bind mount of a file too */
+#endif
 #if defined(O_PATH)
 #define O_WALK O_PATH	/* opens a directory without reading it */
 #endif
@@ -391,6 +394,9 @@ static void version(void)
 #endif
 #ifdef HAVE_LEASE
 	    " leases"
+#endif
+#ifdef HAVE_MOUNT_ROOT
+	    " mounts"
 #endif
 	    " flock\n", stdout);
 }
@@ -1107,7 +1113,8 @@ static int open_shut(int at, const char *name, int flags, mode_t add,
 	if (p < 0)
 		return -1;
 	snprintf(proc, sizeof proc, "/proc/self/fd/%d", p);
-	if (fstat(p, &st) == 0 && chmod(proc, (st.st_mode & 07777) | add) == 0) {
+	if (fstat(p, &st) == 0 &&
+	    chmod(proc, (st.st_mode & 07777) | add) == 0) {
 		*was = st.st_mode;
 		fd = open(proc, flags | O_CLOEXEC);
 	}
@@ -1868,7 +1875,7 @@ static const char *snapshot_name(const struct snapshot *s)
 
 /* ------------------------------------------------------ directory trees */
 
-#if defined(HAVE_LINUX) && defined(STATX_ATTR_MOUNT_ROOT)
+#ifdef HAVE_MOUNT_ROOT
 /* lstat(2) of name in dir (of dir itself for ""), and in *mount whether
  * it is the top of a mount: another filesystem, a bind mount of the same
  * one, or a file bind-mounted over another.  One call for both. */

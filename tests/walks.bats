@@ -60,6 +60,7 @@ entries_in() {
 
 @test "a file bind-mounted inside DIR: 125 before CMD, naming it; DIR and the mount stay" {
 	need_feature exchange
+	need_feature mounts
 	need_root "mount --bind"
 	mkdir -p d/sub
 	echo a > d/a
@@ -79,6 +80,7 @@ entries_in() {
 }
 
 @test "a FILE that is itself a bind mount: 125 before CMD, FILE unchanged" {
+	need_feature mounts
 	need_root "mount --bind"
 	echo old > f
 	echo other > other
@@ -94,6 +96,7 @@ entries_in() {
 
 @test "a file CMD bind-mounts inside the new tree: 125 at the commit's check, DIR unchanged" {
 	need_feature exchange
+	need_feature mounts
 	need_root "mount --bind"
 	mkdir d
 	echo a > d/a
