@@ -1134,7 +1134,8 @@ static int open_shut(int at, const char *name, int flags, mode_t add,
 	*was = 0;
 	if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
 	    S_ISLNK(st.st_mode) ||
-	    fchmodat(at, name, (st.st_mode & 07777) | add, 0) != 0)
+	    fchmodat(at, name, (st.st_mode & 07777) | add,
+	    AT_SYMLINK_NOFOLLOW) != 0)
 		return -1;
 	*was = st.st_mode;
 	return openat(at, name, flags | O_NOFOLLOW | O_CLOEXEC);
@@ -1410,17 +1411,20 @@ static int empty_dir(int top)
  * pass takes what appeared during the first.  *failed as for clear_dir. */
 static int remove_tree(int at, const char *name, int fd, char **failed)
 {
-	int pass;
+	int pass, e;
 
-	for (pass = 0; pass < 3; pass++) {
+	for (pass = 0;; pass++) {
 		if (unlinkat(at, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
 			return 0;	/* empty, as after most commits */
 		if ((errno != ENOTEMPTY && errno != EEXIST) || fd < 0 ||
+		    pass == 3 ||
 		    (failed ? clear_dir(fd, failed) : empty_dir(fd)) != 0)
 			break;
 	}
+	e = errno;
 	if (failed && !*failed)
 		*failed = join("");
+	errno = e;
 	return -1;
 }
 
