@@ -32,13 +32,14 @@ dents_bytes() {
 	awk '/getdents64\(/ && / = [0-9]+$/ { n += $NF } END { print n + 0 }' "$1"
 }
 
-# traced_bg OUT CALLS ARG...: snaprun ARG... under strace -f (CALLS and
-# signals into the file trace), in the background with waitstatus OUT;
-# SRPID is snaprun's pid once it is known.
+# traced_bg OUT CALLS -e INJECT ARG...: snaprun ARG... under strace -f
+# (CALLS and signals into the file trace, with -e INJECT), in the
+# background with waitstatus OUT; SRPID is snaprun's pid once it is known.
 traced_bg() {
-	local out=$1 calls=$2 i
-	shift 2
-	waitstatus "$out" strace -f -qq -o trace -e trace="$calls" "$SNAPRUN" "$@" 2>"$out.err" &
+	local out=$1 calls=$2 inject=$4 i
+	shift 4
+	waitstatus "$out" strace -f -qq -o trace -e trace="$calls" -e "$inject" \
+		"$SNAPRUN" "$@" 2>"$out.err" &
 	for (( i = 0; i < 200; i++ )); do
 		[ -s "$out.pid" ] && SRPID=$(pgrep -P "$(cat "$out.pid")" | head -n 1) && [ -n "$SRPID" ] && break
 		sleep 0.05
@@ -156,20 +157,29 @@ entries_in() {
 
 # ---------------------------------------------------------- 7. signals
 
+# need_inject CALL: skip unless strace can delay CALL here.
+need_inject() {
+	need_strace "$1"
+	strace -qq -o /dev/null -e trace="$1" -e inject="$1":delay_exit=1:when=1 true 2>/dev/null ||
+		skip "this strace cannot delay a system call (-e inject=...:delay_exit)"
+}
+
 @test "SIGTERM during a tree copy: acted on at the next entry (at most 2 directories made after it), nothing committed" {
 	need_feature exchange
-	need_strace mkdirat
-	siblings d 6000
+	need_inject mkdirat
+	siblings d 2000
 	i0=$(ino d)
-	traced_bg st mkdir,mkdirat d sh -c ': > "$0/ran"' "$T"
-	# once the copy is under way
-	for (( i = 0; i < 600; i++ )); do
+	# the 300th directory made takes 10 s: the signal comes during the
+	# copy, whatever the machine's load
+	traced_bg st mkdir,mkdirat -e inject=mkdirat:delay_exit=10000000:when=300 \
+		d sh -c ': > "$0/ran"' "$T"
+	for (( i = 0; i < 1200; i++ )); do
 		[ "$(entries_in ".d.snaprun.??????/d")" -ge 200 ] && break
 		sleep 0.05
 	done
 	kill -TERM "$SRPID"
 	wait_nonempty st 60
-	[ ! -e ran ] || skip "the copy ended before the signal came"
+	[ ! -e ran ]
 	[ "$(cat st)" = "signal 15 core 0" ]
 	grep -q -- '--- SIGTERM' trace
 	after=$(awk '/--- SIGTERM/ { on = 1; next } on && /mkdir/ { n++ } END { print n + 0 }' trace)
@@ -184,22 +194,25 @@ entries_in() {
 
 @test "SIGTERM during the old tree's removal after the commit: says DIR was committed, dies by SIGTERM, --clean removes the rest" {
 	need_feature exchange
-	need_strace unlinkat
-	small_files d 20000
+	need_inject unlinkat
+	small_files d 2000
 	i0=$(ino d)
-	traced_bg st unlinkat,rmdir d sh -c 'echo new > "$1/new"' sh {}
+	# the 100th removal (of the old tree: nothing is removed before the
+	# commit) takes 10 s: the signal comes during it
+	traced_bg st unlinkat,rmdir -e inject=unlinkat:delay_exit=10000000:when=100 \
+		d sh -c 'echo new > "$1/new"' sh {}
 	for (( i = 0; i < 1200; i++ )); do
 		[ "$(ino d)" != "$i0" ] && break
 		sleep 0.05
 	done
 	[ "$(ino d)" != "$i0" ]
-	kill -TERM "$SRPID" 2>/dev/null || skip "snaprun ended before the signal came"
+	kill -TERM "$SRPID"
 	wait_nonempty st 60
 	[ "$(cat st)" = "signal 15 core 0" ]
 	cat st.err >&2
 	grep -q 'd: committed before the signal came' st.err
 	expect_content d/new $'new\n'
-	[ "$(find d -type f | wc -l)" -eq 20001 ]
+	[ "$(find d -type f | wc -l)" -eq 2001 ]
 	run sr --clean d
 	expect_status 0
 	no_leftovers .
