@@ -272,6 +272,26 @@ need_inject() {
 	[ ! -e .f.snaprun.ABCDEF.left ]
 }
 
+@test "as an unprivileged user: a leftover holding another user's directory is set aside once, runs go on" {
+	need_nobody
+	mkdir w
+	echo old > w/f
+	mkdir -p w/.f.snaprun.ABCDEF/theirs
+	echo x > w/.f.snaprun.ABCDEF/theirs/x
+	chown -R nobody w
+	chown root w/.f.snaprun.ABCDEF/theirs
+	run --separate-stderr as_nobody "$SNAPRUN" w/f sh -c 'echo one > "$1"' sh {}
+	expect_status 0
+	one_error_line
+	[[ $stderr == *"w/.f.snaprun.ABCDEF/theirs/x: cannot remove it (Permission denied); set aside as .f.snaprun.ABCDEF.left"* ]]
+	expect_content w/f $'one\n'
+	run --separate-stderr as_nobody "$SNAPRUN" w/f sh -c 'echo two > "$1"' sh {}
+	expect_status 0
+	[ -z "$stderr" ]
+	expect_content w/f $'two\n'
+	[ -d w/.f.snaprun.ABCDEF.left/theirs ]
+}
+
 # ------------------------------------- 14. permissions CMD changed
 
 @test "as an unprivileged user: {} left mode 000 is committed with FILE's mode" {
