@@ -165,6 +165,40 @@ need_inject() {
 		skip "this strace cannot delay a system call (-e inject=...:delay_exit)"
 }
 
+# term_when TEST: once TEST succeeds (tried for up to 60 s), SIGTERM to
+# snaprun (traced_bg's, status in st), which must die by it.
+term_when() {
+	local i
+	for (( i = 0; i < 1200; i++ )); do
+		"$1" && break
+		sleep 0.05
+	done
+	"$1"
+	kill -TERM "$SRPID"
+	wait_nonempty st 60
+	[ "$(cat st)" = "signal 15 core 0" ]
+}
+
+# term_during CALL N TEST ARG...: snaprun ARG... under strace (CALL, mkdir
+# and rmdir traced), its Nth CALL delayed by 10 s; SIGTERM once TEST
+# succeeds, as term_when.
+term_during() {
+	local call=$1 n=$2 test=$3
+	shift 3
+	traced_bg st "$call,mkdir,rmdir" -e "inject=$call:delay_exit=10000000:when=$n" "$@"
+	term_when "$test"
+}
+
+# copy_under_way: snaprun has copied 200 entries of d.
+copy_under_way() {
+	[ "$(entries_in ".d.snaprun.??????/d")" -ge 200 ]
+}
+
+# exchanged: d is no longer the directory of inode i0.
+exchanged() {
+	[ "$(ino d)" != "$i0" ]
+}
+
 @test "SIGTERM during a tree copy: acted on at the next entry (at most 2 directories made after it), nothing committed" {
 	need_feature exchange
 	need_inject mkdirat
@@ -172,16 +206,8 @@ need_inject() {
 	i0=$(ino d)
 	# the 300th directory made takes 10 s: the signal comes during the
 	# copy, whatever the machine's load
-	traced_bg st mkdir,mkdirat -e inject=mkdirat:delay_exit=10000000:when=300 \
-		d sh -c ': > "$0/ran"' "$T"
-	for (( i = 0; i < 1200; i++ )); do
-		[ "$(entries_in ".d.snaprun.??????/d")" -ge 200 ] && break
-		sleep 0.05
-	done
-	kill -TERM "$SRPID"
-	wait_nonempty st 60
+	term_during mkdirat 300 copy_under_way d sh -c ': > "$0/ran"' "$T"
 	[ ! -e ran ]
-	[ "$(cat st)" = "signal 15 core 0" ]
 	grep -q -- '--- SIGTERM' trace
 	after=$(awk '/--- SIGTERM/ { on = 1; next } on && /mkdir/ { n++ } END { print n + 0 }' trace)
 	echo "directories made after SIGTERM: $after" >&2
@@ -200,16 +226,7 @@ need_inject() {
 	i0=$(ino d)
 	# the 100th removal (of the old tree: nothing is removed before the
 	# commit) takes 10 s: the signal comes during it
-	traced_bg st unlinkat,rmdir -e inject=unlinkat:delay_exit=10000000:when=100 \
-		d sh -c 'echo new > "$1/new"' sh {}
-	for (( i = 0; i < 1200; i++ )); do
-		[ "$(ino d)" != "$i0" ] && break
-		sleep 0.05
-	done
-	[ "$(ino d)" != "$i0" ]
-	kill -TERM "$SRPID"
-	wait_nonempty st 60
-	[ "$(cat st)" = "signal 15 core 0" ]
+	term_during unlinkat 100 exchanged d sh -c 'echo new > "$1/new"' sh {}
 	cat st.err >&2
 	grep -q 'd: committed before the signal came' st.err
 	expect_content d/new $'new\n'
