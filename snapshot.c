@@ -62,6 +62,7 @@ extern char **environ;
 #define HAVE_LINUX 1
 #include <sys/ioctl.h>	/* FIONREAD */
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>	/* makedev */
 #include <sys/xattr.h>
 #if !defined(SNAPRUN_PLAIN_COPY)
 #define FAST_COPY 1
@@ -85,8 +86,12 @@ static int renameat2(int from, const char *a, int to, const char *b,
 #endif
 #if defined(F_SETLEASE)
 #define HAVE_LEASE 1
+#define HAVE_LEASES 1
 #endif
 #define HAVE_SYNCFS 1	/* one flush for a whole tree */
+#if defined(SYS_statx) && defined(AT_EMPTY_PATH)
+#define HAVE_MOUNT_ROOT 1	/* statx tells a bind mount of a file too */
+#endif
 #if defined(O_PATH)
 #define O_WALK O_PATH	/* opens a directory without reading it */
 #endif
@@ -96,6 +101,9 @@ static int renameat2(int from, const char *a, int to, const char *b,
 #endif
 #ifndef HAVE_SYNCFS
 #define HAVE_SYNCFS 0
+#endif
+#ifndef HAVE_LEASES
+#define HAVE_LEASES 0	/* HAVE_LEASE, for C conditions */
 #endif
 #ifndef O_WALK
 #define O_WALK O_RDONLY
@@ -216,6 +224,8 @@ struct snapshot {
 	int settled;		/* any change since sets a ctime >= mark */
 	char **args;		/* CMD with the placeholder replaced */
 	int ran;		/* CMD ran on it (and nothing was committed) */
+	int committed;		/* in FILE's place: what is left is the old */
+	const char *file;	/* FILE as given, for messages */
 	int keep;		/* -k, for this try */
 };
 
@@ -583,6 +593,9 @@ static void version(void)
 #endif
 #ifdef HAVE_LEASE
 	    " leases"
+#endif
+#ifdef HAVE_MOUNT_ROOT
+	    " mounts"
 #endif
 	    " flock\n", stdout);
 }
@@ -1352,16 +1365,26 @@ static int commit_lock(const struct target *t, const struct options *o,
 
 /* --------------------------------------------------------------- walks */
 
-/* A walk of the tree below an open directory, depth first.  It never
- * follows a link, and it holds a few descriptors however deep the tree:
- * one directory is open at a time, the way back up is by "..", checked
- * against where the walk came from, and a directory is read again after
- * each subdirectory, from the entry after that one (or from its start,
- * when the walk removes what it has been through). */
+/* A walk of the tree below an open directory, depth first, linear in its
+ * entries.  It never follows a link, and it holds a few descriptors
+ * however deep the tree: one directory is open at a time, the way back up
+ * is by "..", checked against where the walk came from.  Each directory
+ * is read once: its entries are handed to the walk during that pass, and
+ * the names of the subdirectories to go down into are kept, per level,
+ * to continue from when the walk comes back up.  A signal ends the walk
+ * at the next entry (EINTR); a removal goes on for a moment first, so a
+ * small tree is still removed whole. */
 struct level {
 	dev_t dev;
 	ino_t ino;
 	char *name;
+	mode_t mode;	/* its st_mode before the walk opened it, or 0 */
+};
+
+/* The subdirectories of one directory still to go down into, end to end. */
+struct todo {
+	char *names;
+	size_t len, room, at;
 };
 
 struct walk {
@@ -1375,9 +1398,14 @@ struct walk {
 	/* Back in fd, out of its entry name. */
 	int (*up)(struct walk *w, int fd, const char *name);
 	int ours;	/* unreadable directories may be made readable */
-	int again;	/* read a directory again from its start */
+	int restore;	/* and are given their mode back when done */
+	int grace;	/* a signal ends the walk only after a moment */
 	struct level *lv;
 	size_t depth, room;
+	struct todo *todo;	/* one per level, the top's first */
+	size_t troom;
+	struct timespec seen;	/* when the walk saw the signal */
+	size_t since;		/* entries handled since */
 	char *failed;	/* where the walk failed, below its top */
 	void *data;
 };
@@ -1407,21 +1435,53 @@ static int walk_failed(struct walk *w, const char *name)
 	return -1;
 }
 
+/* A signal to act on: at once, or for a removal (w->grace) once it has
+ * gone on for 50 ms and 256 entries since it saw the signal (EINTR). */
+static int stopped(struct walk *w)
+{
+	struct timespec now;
+
+	if (!caught)
+		return 0;
+	if (w->grace && !w->seen.tv_sec && !w->seen.tv_nsec) {
+		clock_gettime(CLOCK_MONOTONIC, &w->seen);
+		return 0;
+	}
+	if (w->grace && (++w->since < 256 || w->since % 64))
+		return 0;
+	if (w->grace) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - w->seen.tv_sec) * 1000 +
+		    (now.tv_nsec - w->seen.tv_nsec) / 1000000 < 50)
+			return 0;
+	}
+	errno = EINTR;
+	return 1;
+}
+
 #ifdef HAVE_LINUX
-/* An unreadable directory cannot be opened to fchmod it.  O_PATH opens it
- * without reading, and its /proc/self/fd name is that very inode, so no
- * name that could change meanwhile is chmod-ed. */
-static int open_unreadable(int at, const char *name)
+/* A file or directory of ours that its mode shuts to us, opened anyway:
+ * O_PATH opens it without reading, and its /proc/self/fd name is that
+ * very inode, so no name that could change meanwhile is chmod-ed.  Its
+ * st_mode before is in *was (0 when it was not changed). */
+static int open_shut(int at, const char *name, int flags, mode_t add,
+    mode_t *was)
 {
 	char proc[64];
-	int p = openat(at, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int p = openat(at, name, O_PATH | O_NOFOLLOW | O_CLOEXEC |
+	    (flags & O_DIRECTORY));
 	int fd = -1, e;
+	struct stat st;
 
+	*was = 0;
 	if (p < 0)
 		return -1;
 	snprintf(proc, sizeof proc, "/proc/self/fd/%d", p);
-	if (chmod(proc, S_IRWXU) == 0)
-		fd = openat(p, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fstat(p, &st) == 0 &&
+	    chmod(proc, (st.st_mode & 07777) | add) == 0) {
+		*was = st.st_mode;
+		fd = open(proc, flags | O_CLOEXEC);
+	}
 	e = errno;
 	close(p);
 	errno = e;
@@ -1430,28 +1490,37 @@ static int open_unreadable(int at, const char *name)
 #else
 /* Without /proc there is only the name; this is inside a directory of
  * the caller's own, which no other user can change. */
-static int open_unreadable(int at, const char *name)
+static int open_shut(int at, const char *name, int flags, mode_t add,
+    mode_t *was)
 {
 	struct stat st;
 
+	*was = 0;
 	if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-	    !S_ISDIR(st.st_mode) ||
-	    fchmodat(at, name, S_IRWXU, AT_SYMLINK_NOFOLLOW) != 0)
+	    S_ISLNK(st.st_mode) ||
+	    fchmodat(at, name, (st.st_mode & 07777) | add,
+	    AT_SYMLINK_NOFOLLOW) != 0)
 		return -1;
-	return openat(at, name,
-	    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	*was = st.st_mode;
+	return openat(at, name, flags | O_NOFOLLOW | O_CLOEXEC);
 }
 #endif
 
-/* Hand each entry of the open directory fd after the one named after
- * (all, when NULL) to the walk; *down is the first it goes down into. */
-static int read_dir(struct walk *w, int fd, const char *after, char **down)
+/* An unreadable directory of ours, made readable and opened. */
+static int open_unreadable(int at, const char *name, mode_t *was)
+{
+	return open_shut(at, name, O_RDONLY | O_DIRECTORY, S_IRWXU, was);
+}
+
+/* Hand each entry of the open directory fd to the walk, in one pass;
+ * those it goes down into are listed in *t. */
+static int read_dir(struct walk *w, int fd, struct todo *t)
 {
 	int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0), r = 0, e;
 	struct dirent *d;
 	DIR *dir;
 
-	*down = NULL;
+	t->len = t->at = 0;
 	if (dfd < 0 || !(dir = fdopendir(dfd))) {
 		e = errno;
 		if (dfd >= 0)
@@ -1462,50 +1531,50 @@ static int read_dir(struct walk *w, int fd, const char *after, char **down)
 	rewinddir(dir);
 	while (r == 0 && (errno = 0, d = readdir(dir))) {
 		const char *n = d->d_name;
+		size_t len = strlen(n) + 1;
 
-		if (after) {
-			if (strcmp(n, after) == 0)
-				after = NULL;
-		} else if (strcmp(n, ".") != 0 && strcmp(n, "..") != 0) {
-			r = w->entry(w, fd, n);
-			if (r < 0)
-				walk_failed(w, n);
-			else if (r > 0)
-				*down = join(n);
+		if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
+			continue;
+		r = stopped(w) ? -1 : w->entry(w, fd, n);
+		if (r < 0)
+			walk_failed(w, n);
+		while (r > 0 && t->len + len > t->room)
+			t->names = grow(t->names, t->room, &t->room, 1);
+		if (r > 0) {
+			memcpy(t->names + t->len, n, len);
+			t->len += len;
+			r = 0;
 		}
 	}
-	/* A read error, or the directory the walk came back from gone: the
-	 * entries after it are not known to be done. */
-	if (r == 0 && !d && (errno || after)) {
-		e = errno ? errno : ESTALE;
-		walk_failed(w, after ? after : "");
+	if (r == 0 && errno) {
+		walk_failed(w, "");
 		r = -1;
-	} else {
-		e = errno;
 	}
+	e = errno;
 	closedir(dir);
 	errno = e;
-	return r < 0 ? -1 : 0;
+	return r;
 }
 
 /* One level down into name, remembered so the way back can be checked. */
-static int go_down(struct walk *w, int cur, char *name)
+static int go_down(struct walk *w, int cur, const char *name)
 {
+	struct level *l;
 	struct stat st;
 	int next;
 
 	w->lv = grow(w->lv, w->depth, &w->room, sizeof *w->lv);
-	if (fstat(cur, &st) != 0) {
-		free(name);
+	if (fstat(cur, &st) != 0)
 		return -1;
-	}
-	w->lv[w->depth].dev = st.st_dev;
-	w->lv[w->depth].ino = st.st_ino;
-	w->lv[w->depth++].name = name;
+	l = &w->lv[w->depth++];
+	l->dev = st.st_dev;
+	l->ino = st.st_ino;
+	l->name = join(name);
+	l->mode = 0;
 	next = openat(cur, name,
 	    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (next < 0 && errno == EACCES && w->ours)
-		next = open_unreadable(cur, name);
+		next = open_unreadable(cur, name, &l->mode);
 	if (next >= 0 && w->down && w->down(w, next) != 0) {
 		int e = errno;
 
@@ -1516,15 +1585,20 @@ static int go_down(struct walk *w, int cur, char *name)
 	return next;
 }
 
-/* One level back up by "..", which must be where the walk came from.
- * *name is the directory it left. */
-static int go_up(struct walk *w, int cur, char **name)
+/* One level back up by "..", which must be where the walk came from. */
+static int go_up(struct walk *w, int cur)
 {
 	struct level *l = &w->lv[--w->depth];
-	int next = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int next = -1;
 	struct stat st;
 
-	*name = l->name;
+	next = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* Its mode back once it is left: ".." needs it searchable. */
+	if (next >= 0 && w->restore && l->mode &&
+	    fchmod(cur, l->mode & 07777) != 0) {
+		close(next);
+		next = -1;
+	}
 	if (next >= 0 && (fstat(next, &st) != 0 || st.st_dev != l->dev ||
 	    st.st_ino != l->ino)) {
 		close(next);
@@ -1538,53 +1612,83 @@ static int go_up(struct walk *w, int cur, char **name)
 		errno = e;
 		next = -1;
 	}
+	free(l->name);
 	return next;
+}
+
+/* The next step from the open directory cur, at the walk's depth: down
+ * into the next subdirectory listed, or, when none is left, done and back
+ * up.  Returns the directory the walk is in next; -1 with errno, or with
+ * errno 0 at the end. */
+static int walk_step(struct walk *w, int cur)
+{
+	struct todo *t = &w->todo[w->depth];
+	int next, err;
+
+	if (stopped(w))
+		return walk_failed(w, "");
+	if (t->at < t->len) {
+		const char *name = t->names + t->at;
+
+		t->at += strlen(name) + 1;
+		next = go_down(w, cur, name);
+		if (next < 0)
+			return walk_failed(w, "");
+		if (w->depth >= w->troom) {
+			size_t had = w->troom;
+
+			w->todo = grow(w->todo, w->depth, &w->troom,
+			    sizeof *w->todo);
+			memset(w->todo + had, 0,
+			    (w->troom - had) * sizeof *w->todo);
+		}
+		if (read_dir(w, next, &w->todo[w->depth]) == 0)
+			return next;
+	} else if (w->done && w->done(w, cur) != 0) {
+		return walk_failed(w, "");
+	} else if (w->depth == 0) {
+		errno = 0;
+		return -1;
+	} else if ((next = go_up(w, cur)) >= 0) {
+		return next;
+	} else {
+		return walk_failed(w, "");
+	}
+	err = errno;
+	close(next);
+	errno = err;
+	return -1;
 }
 
 /* Walk the tree below the open directory top.  Returns 0, or -1 with
  * errno and w->failed. */
 static int walk_tree(struct walk *w, int top)
 {
-	int cur = fcntl(top, F_DUPFD_CLOEXEC, 0), err = cur < 0 ? errno : 0;
-	char *after = NULL;
+	int cur = fcntl(top, F_DUPFD_CLOEXEC, 0), err = 0;
+	size_t i;
 
+	w->todo = grow(NULL, 0, &w->troom, sizeof *w->todo);
+	memset(w->todo, 0, w->troom * sizeof *w->todo);
+	if (cur < 0 || read_dir(w, cur, &w->todo[0]) != 0)
+		err = errno;
 	while (cur >= 0 && !err) {
-		char *down;
-		int next = -1;
+		int next = walk_step(w, cur);
 
-		if (read_dir(w, cur, after, &down) != 0)
-			err = errno;
-		free(after);
-		after = NULL;
-		if (err)
-			break;
-		if (down)
-			next = go_down(w, cur, down);
-		else if (w->done && w->done(w, cur) != 0)
-			next = -1;
-		else if (w->depth == 0)
-			break;
-		else
-			next = go_up(w, cur, &after);
-		if (next < 0) {
-			walk_failed(w, after ? after : "");
-			err = errno;
-		}
-		if (w->again) {
-			free(after);
-			after = NULL;
-		}
+		err = next < 0 ? errno : 0;
 		close(cur);
 		cur = next;
 	}
 	if (cur >= 0)
 		close(cur);
-	free(after);
 	while (w->depth)
 		free(w->lv[--w->depth].name);
+	for (i = 0; i < w->troom; i++)
+		free(w->todo[i].names);
+	free(w->todo);
 	free(w->lv);
 	w->lv = NULL;
-	w->room = 0;
+	w->todo = NULL;
+	w->room = w->troom = 0;
 	errno = err;
 	return err ? -1 : 0;
 }
@@ -1621,8 +1725,8 @@ static int remove_entry(struct walk *w, int dir, const char *name)
 	if (unlinkat(dir, name, 0) == 0 || errno == ENOENT)
 		return 0;
 	err = errno;
-	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-	    !S_ISDIR(st.st_mode)) {
+	if (err != EISDIR && (fstatat(dir, name, &st,
+	    AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))) {
 		errno = err;
 		return -1;
 	}
@@ -1631,50 +1735,137 @@ static int remove_entry(struct walk *w, int dir, const char *name)
 	return errno == ENOTEMPTY || errno == EEXIST ? 1 : -1;
 }
 
-/* Back out of name, emptied: it goes too. */
+/* Back out of name, emptied: it goes too.  Not empty (an entry the
+ * one pass did not see): the next pass takes it. */
 static int remove_left(struct walk *w, int fd, const char *name)
 {
 	(void)w;
-	return unlinkat(fd, name, AT_REMOVEDIR) == 0 || errno == ENOENT ?
-	    0 : -1;
+	return unlinkat(fd, name, AT_REMOVEDIR) == 0 || errno == ENOENT ||
+	    errno == ENOTEMPTY || errno == EEXIST ? 0 : -1;
 }
 
-/* Empty the open directory top, never through a link. */
-static int empty_dir(int top)
+/* Empty the open directory top, never through a link; *failed (unless
+ * failed is NULL) is where it failed, below top. */
+static int clear_dir(int top, char **failed)
 {
 	struct walk w;
+	int e;
 
 	memset(&w, 0, sizeof w);
 	w.entry = remove_entry;
 	w.down = writable_down;
 	w.up = remove_left;
-	w.ours = w.again = 1;
-	if (writable(top) != 0 || walk_tree(&w, top) != 0) {
-		int e = errno;
-
+	w.ours = w.grace = 1;
+	if (writable(top) == 0 && walk_tree(&w, top) == 0)
+		return 0;
+	e = errno;
+	if (failed && !*failed)
+		*failed = w.failed ? w.failed : join("");
+	else
 		free(w.failed);
-		errno = e;
-		return -1;
+	errno = e;
+	return -1;
+}
+
+static int empty_dir(int top)
+{
+	return clear_dir(top, NULL);
+}
+
+/* Remove the directory name in at, open as fd, with all in it; a second
+ * pass takes what appeared during the first.  *failed as for clear_dir. */
+static int remove_tree(int at, const char *name, int fd, char **failed)
+{
+	int pass, e;
+
+	for (pass = 0;; pass++) {
+		if (unlinkat(at, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+			return 0;	/* empty, as after most commits */
+		if ((errno != ENOTEMPTY && errno != EEXIST) || fd < 0 ||
+		    pass == 3 ||
+		    (failed ? clear_dir(fd, failed) : empty_dir(fd)) != 0)
+			break;
 	}
-	return 0;
+	e = errno;
+	if (failed && !*failed)
+		*failed = join("");
+	errno = e;
+	return -1;
 }
 
 /* Remove the directory name in at, open as fd, with all in it. */
 static int remove_dir(int at, const char *name, int fd)
 {
-	if (unlinkat(at, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
-		return 0;	/* empty, as after most commits */
-	if (fd < 0 || empty_dir(fd) != 0)
-		return -1;
-	return unlinkat(at, name, AT_REMOVEDIR);
+	return remove_tree(at, name, fd, NULL);
+}
+
+/* What cannot be removed (a mount, an immutable file, another user's
+ * directory) is said once, with where and why, then set aside as
+ * NAME.left, which runs leave alone and --clean tries again.  An
+ * interrupted removal is left as it is, for the next run.  path is name
+ * in at, as a path; failed is where below it the removal failed. */
+static void set_aside(int at, const char *name, const char *path,
+    const char *failed, int clean)
+{
+	char left[NAME_MAX + 8];
+	size_t n = strlen(name);
+	int err = errno;
+	const char *sep = *failed ? "/" : "";
+
+	if (caught && err == EINTR) {
+		say("%s: interrupted; left for a later run or --clean", path);
+		return;
+	}
+	snprintf(left, sizeof left, "%s%s", name,
+	    n > 5 && strcmp(name + n - 5, ".left") == 0 ? "" : ".left");
+	if (strcmp(left, name) != 0 && renameat(at, name, at, left) != 0)
+		snprintf(left, sizeof left, "%s", name);
+	errno = err;
+	if (strcmp(left, name) == 0)
+		say("%s%s%s: cannot remove it:", path, sep, failed);
+	else
+		say("%s%s%s: cannot remove it (%s); set aside as %s%s", path,
+		    sep, failed, strerror(err), left,
+		    clean ? "" : " (see --clean)");
+}
+
+/* One leftover, removed when it is the caller's own and nobody holds it
+ * locked: a live run, or the CMD of a dead one, keeps its lock.  Returns
+ * 1 when it could not be removed. */
+static int remove_leftover(const struct target *t, const char *name,
+    int clean)
+{
+	char *where = NULL, *path;
+	int priv = openat(t->dirfd, name,
+	    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), failed = 0;
+	struct stat st;
+
+	if (priv < 0)
+		return 0;
+	path = path_cat(t->dir, name);
+	if (fstat(priv, &st) == 0 && st.st_uid == geteuid() &&
+	    flock(priv, LOCK_EX | LOCK_NB) == 0) {
+		if (remove_tree(t->dirfd, name, priv, &where) == 0) {
+			note("%s: removed what a killed run left", path);
+		} else {
+			set_aside(t->dirfd, name, path, where, clean);
+			failed = 1;
+		}
+	}
+	free(where);
+	free(path);
+	close(priv);
+	return failed;
 }
 
 /* Leftovers are the caller's own private directories that nobody holds
- * locked: a live run, or the CMD of a dead one, keeps its lock.  Another
- * user's are never touched.  Returns how many could not be removed. */
-static int remove_leftovers(const struct target *t)
+ * locked.  Another user's are never touched; those set aside (NAME.left)
+ * only by --clean.  Their names are read first: the directory changes as
+ * they go.  Returns how many could not be removed. */
+static int sweep(const struct target *t, int clean)
 {
 	size_t n = strlen(t->prefix);
+	struct todo names;
 	int fd, failed = 0;
 	struct dirent *e;
 	struct stat st;
@@ -1687,28 +1878,38 @@ static int remove_leftovers(const struct target *t)
 	fd = fcntl(t->dirfd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0 || !(d = fdopendir(fd)))
 		die("%s:", t->dir);
+	memset(&names, 0, sizeof names);
 	while ((e = readdir(d))) {
-		int priv;
+		size_t len = strlen(e->d_name) + 1;
 
 		if (strncmp(e->d_name, t->prefix, n) != 0 ||
-		    strlen(e->d_name) != n + 6)
+		    (len != n + 7 && (!clean || len != n + 12 ||
+		    strcmp(e->d_name + n + 6, ".left") != 0)))
 			continue;
-		priv = openat(t->dirfd, e->d_name,
-		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (priv < 0)
-			continue;
-		if (fstat(priv, &st) == 0 && st.st_uid == geteuid() &&
-		    flock(priv, LOCK_EX | LOCK_NB) == 0) {
-			if (remove_dir(t->dirfd, e->d_name, priv) == 0)
-				note("%s/%s: removed what a killed run left",
-				    t->dir, e->d_name);
-			else if (++failed)
-				say("%s/%s:", t->dir, e->d_name);
-		}
-		close(priv);
+		while (names.len + len > names.room)
+			names.names = grow(names.names, names.room,
+			    &names.room, 1);
+		memcpy(names.names + names.len, e->d_name, len);
+		names.len += len;
 	}
 	closedir(d);
+	for (; names.at < names.len && !caught;
+	    names.at += strlen(names.names + names.at) + 1)
+		failed += remove_leftover(t, names.names + names.at, clean);
+	free(names.names);
 	return failed;
+}
+
+/* What killed runs left beside FILE, removed at the start of a run. */
+static int remove_leftovers(const struct target *t)
+{
+	return sweep(t, 0);
+}
+
+/* --clean: those set aside too; says what it could not remove, and why. */
+static int clean_leftovers(const struct target *t)
+{
+	return sweep(t, 1);
 }
 
 /* -------------------------------------------------------------- 2. take */
@@ -1995,6 +2196,8 @@ static void refuse_hot_journal(const struct target *t, const char *then)
 		    "the whole directory%s", t->file, side, then);
 }
 
+static int mount_root(int fd);
+
 /* FILE opened for the copy; -1 when absent.  Anything but a regular file
  * or a directory is refused from its lstat, before it is opened: opening
  * a FIFO or a device acts on it. */
@@ -2017,6 +2220,8 @@ static int open_source(const struct target *t, struct stat *st)
 		die("%s:", t->file);
 	if ((st->st_mode & S_IFMT) != (mode_t)kind)
 		die("%s: replaced while being opened", t->file);
+	if (mount_root(fd))
+		die("%s: a mount point, which cannot be replaced", t->file);
 	return fd;
 }
 
@@ -2043,43 +2248,93 @@ static const char *snapshot_name(const struct snapshot *s)
 
 /* ------------------------------------------------------ directory trees */
 
-#if defined(HAVE_LINUX) && defined(SYS_statx) && defined(AT_EMPTY_PATH)
-/* The kernel's struct statx (<linux/stat.h>) as far as it is read here,
- * then room for the rest: the system call itself, since not every libc
- * has a wrapper (musl 1.2.3 has none). */
+#ifdef HAVE_MOUNT_ROOT
+/* The kernel's struct statx (<linux/stat.h>): statx(2) is called as a
+ * system call, since not every libc has a wrapper (musl 1.2.3 has none). */
+struct kstatx_time {
+	int64_t sec;
+	uint32_t nsec;
+	int32_t reserved;
+};
+
 struct kstatx {
 	uint32_t mask, blksize;
 	uint64_t attributes;
 	uint32_t nlink, uid, gid;
 	uint16_t mode, spare;
 	uint64_t ino, size, blocks, attributes_mask;
-	uint64_t rest[24];	/* times, devices: 256 bytes in all */
+	struct kstatx_time atime, btime, ctime, mtime;
+	uint32_t rdev_major, rdev_minor, dev_major, dev_minor;
+	uint64_t rest[14];	/* 256 bytes in all */
 };
-#define MOUNT_ROOT 0x2000	/* STATX_ATTR_MOUNT_ROOT, Linux 5.8 */
+_Static_assert(sizeof(struct kstatx) == 256, "struct statx is 256 bytes");
+#define KSTATX_BASIC 0x7ffU	/* STATX_BASIC_STATS */
+#define KSTATX_MOUNT_ROOT 0x2000	/* STATX_ATTR_MOUNT_ROOT, Linux 5.8 */
+#ifndef AT_NO_AUTOMOUNT
+#define AT_NO_AUTOMOUNT 0x800
+#endif
+
+static void kstatx_time(struct timespec *ts, const struct kstatx_time *k)
+{
+	ts->tv_sec = (time_t)k->sec;
+	ts->tv_nsec = (long)k->nsec;
+}
+
+/* lstat(2) of name in dir (of dir itself for ""), and in *mount whether
+ * it is the top of a mount: another filesystem, a bind mount of the same
+ * one, or a file bind-mounted over another.  One call for both. */
+static int stat_entry(int dir, const char *name, struct stat *st, int *mount)
+{
+	struct kstatx sx;
+
+	*mount = 0;
+	if (syscall(SYS_statx, dir, name, AT_SYMLINK_NOFOLLOW |
+	    AT_NO_AUTOMOUNT | (*name ? 0 : AT_EMPTY_PATH), KSTATX_BASIC,
+	    &sx) != 0)	/* before Linux 4.11: lstat, no bind mounts */
+		return errno != ENOSYS ? -1 : *name ?
+		    fstatat(dir, name, st, AT_SYMLINK_NOFOLLOW) : fstat(dir, st);
+	memset(st, 0, sizeof *st);
+	st->st_dev = makedev(sx.dev_major, sx.dev_minor);
+	st->st_ino = (ino_t)sx.ino;
+	st->st_mode = (mode_t)sx.mode;
+	st->st_nlink = (nlink_t)sx.nlink;
+	st->st_uid = (uid_t)sx.uid;
+	st->st_gid = (gid_t)sx.gid;
+	st->st_size = (off_t)sx.size;
+	st->st_blocks = (blkcnt_t)sx.blocks;
+	kstatx_time(&st->st_atim, &sx.atime);
+	kstatx_time(&st->st_mtim, &sx.mtime);
+	kstatx_time(&st->st_ctim, &sx.ctime);
+	*mount = (sx.attributes_mask & KSTATX_MOUNT_ROOT) &&
+	    (sx.attributes & KSTATX_MOUNT_ROOT);
+	return 0;
+}
+#else
+static int stat_entry(int dir, const char *name, struct stat *st, int *mount)
+{
+	*mount = 0;	/* only another filesystem's st_dev tells */
+	return *name ? fstatat(dir, name, st, AT_SYMLINK_NOFOLLOW) :
+	    fstat(dir, st);
+}
+#endif
 
 /* The top of a mount, a bind mount of the same filesystem too. */
 static int mount_root(int fd)
 {
-	struct kstatx sx;
+	struct stat st;
+	int mount;
 
-	return syscall(SYS_statx, fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW,
-	    0U, &sx) == 0 && (sx.attributes_mask & MOUNT_ROOT) &&
-	    (sx.attributes & MOUNT_ROOT);
+	return stat_entry(fd, "", &st, &mount) == 0 && mount;
 }
-#else
-static int mount_root(int fd)
-{
-	(void)fd;	/* only another filesystem's st_dev tells */
-	return 0;
-}
-#endif
 
 /* A directory a tree may not take in: another filesystem, or a mount. */
 static int foreign(int fd, dev_t dev)
 {
 	struct stat st;
+	int mount;
 
-	return fstat(fd, &st) != 0 || st.st_dev != dev || mount_root(fd);
+	return stat_entry(fd, "", &st, &mount) != 0 || st.st_dev != dev ||
+	    mount;
 }
 
 struct hardlink {
@@ -2096,7 +2351,7 @@ struct copy {
 	const char *file;	/* DIR, for messages */
 	const char *how;	/* how file data was copied */
 	size_t entries;
-	struct hardlink *links;
+	struct hardlink *links;	/* a hash table of room slots */
 	size_t nlinks, room;
 };
 
@@ -2112,23 +2367,50 @@ static _Noreturn void refuse_entry(struct walk *w, const char *file,
 	die("%s/%s: %s", file, path, why);
 }
 
+/* Where (dev, ino) goes in the table of room slots (a power of 2). */
+static size_t link_slot(const struct hardlink *t, size_t room, dev_t dev,
+    ino_t ino)
+{
+	size_t i = (size_t)((uintmax_t)ino * 0x9E3779B97F4A7C15ULL ^
+	    (uintmax_t)dev) & (room - 1);
+
+	while (t[i].path && (t[i].ino != ino || t[i].dev != dev))
+		i = (i + 1) & (room - 1);
+	return i;
+}
+
+/* The first copy of a file with more links, from a hash table: a tree
+ * of hard links costs what any tree costs. */
 static const char *linked(const struct copy *c, const struct stat *st)
 {
-	size_t i;
-
-	for (i = 0; i < c->nlinks; i++)
-		if (c->links[i].ino == st->st_ino &&
-		    c->links[i].dev == st->st_dev)
-			return c->links[i].path;
-	return NULL;
+	if (!c->room)
+		return NULL;
+	return c->links[link_slot(c->links, c->room, st->st_dev,
+	    st->st_ino)].path;
 }
 
 static void add_link(struct copy *c, const struct stat *st, char *path)
 {
-	c->links = grow(c->links, c->nlinks, &c->room, sizeof *c->links);
-	c->links[c->nlinks].dev = st->st_dev;
-	c->links[c->nlinks].ino = st->st_ino;
-	c->links[c->nlinks++].path = path;
+	struct hardlink *l;
+
+	if (2 * (c->nlinks + 1) > c->room) {
+		size_t room = c->room ? 2 * c->room : 64, i;
+
+		l = xmalloc(room * sizeof *l);
+		memset(l, 0, room * sizeof *l);
+		for (i = 0; i < c->room; i++)
+			if (c->links[i].path)
+				l[link_slot(l, room, c->links[i].dev,
+				    c->links[i].ino)] = c->links[i];
+		free(c->links);
+		c->links = l;
+		c->room = room;
+	}
+	l = &c->links[link_slot(c->links, c->room, st->st_dev, st->st_ino)];
+	l->dev = st->st_dev;
+	l->ino = st->st_ino;
+	l->path = path;
+	c->nlinks++;
 }
 
 /* A regular file of the tree: its data, metadata and times; a second
@@ -2197,12 +2479,13 @@ static int copy_entry(struct walk *w, int dir, const char *name)
 {
 	struct copy *c = w->data;
 	struct stat st;
+	int mount;
 
-	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+	if (stat_entry(dir, name, &st, &mount) != 0)
 		return -1;
 	c->entries++;
 	progress_add(0, 1);
-	if (S_ISDIR(st.st_mode) && st.st_dev != c->dev)
+	if (mount || (S_ISDIR(st.st_mode) && st.st_dev != c->dev))
 		refuse_entry(w, c->file, name,
 		    "a mount point; nothing snapshotted");
 	if (S_ISDIR(st.st_mode))
@@ -2286,8 +2569,8 @@ static int copy_tree(int src, int top, const char *file, const char **how,
 	r = walk_tree(&w, src);
 	e = errno;
 	close(c.dst);
-	while (c.nlinks)
-		free(c.links[--c.nlinks].path);
+	while (c.room)
+		free(c.links[--c.room].path);
 	free(c.links);
 	*failed = w.failed;
 	*how = c.how;
@@ -2323,6 +2606,14 @@ static const char *fill_tree(const struct target *t, struct snapshot *s)
 		if (foreign(s->srcfd, t->dirst.st_dev))
 			die("%s: a mount point, which cannot be replaced",
 			    t->file);
+		/* A directory moves to another parent only when its mover
+		 * may write it (its ".." changes): root, or its mode. */
+		if (faccessat(t->dirfd, t->base, W_OK, AT_EACCESS) != 0 &&
+		    errno == EACCES)
+			die("%s: not writable (mode %04o), and a directory "
+			    "must be to be exchanged; nothing snapshotted "
+			    "(chmod u+w it first)", t->file,
+			    (unsigned)s->orig.st_mode & 07777);
 		if (mkdirat(s->subfd, name, S_IRWXU) != 0 ||
 		    (top = openat(s->subfd, name,
 		    O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
@@ -2523,6 +2814,7 @@ static void take(const struct target *t, const struct options *o,
 	s->privfd = s->subfd = s->srcfd = s->outfd = -1;
 	s->keep = o->keep;
 	s->rel = t->rel;
+	s->file = t->file;
 	if (fstatat(t->dirfd, t->base, &fst, AT_SYMLINK_NOFOLLOW) != 0 ||
 	    !S_ISDIR(fst.st_mode))
 		refuse_hot_journal(t, "");
@@ -2957,26 +3249,22 @@ static int decide(int status, const struct target *t, const struct options *o)
 /* ------------------------------------------------------------- 6. commit */
 
 #ifdef HAVE_LEASE
-/* A process CMD left running with the snapshot open for writing could
- * write into FILE after the commit.  No read lease can be had on a file
- * that is open for writing, so the kernel tells. */
-static void refuse_writers(int fd, const char *file)
+/* Is the file fd still open for writing, by a process CMD left running?
+ * No read lease can be had on a file that is, so the kernel tells.  1
+ * yes, 0 no, -1 cannot tell. */
+static int written(int fd)
 {
 	if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
 		fcntl(fd, F_SETLEASE, F_UNLCK);
-		return;
+		return 0;
 	}
-	if (errno == EAGAIN || errno == EBUSY)
-		die("%s: the snapshot is still open for writing (by a "
-		    "process CMD left running?); nothing committed", file);
-	note("%s: cannot tell whether the snapshot is still open for writing",
-	    file);
+	return errno == EAGAIN || errno == EBUSY ? 1 : -1;
 }
 #else
-static void refuse_writers(int fd, const char *file)
+static int written(int fd)
 {
 	(void)fd;	/* no portable way to tell */
-	(void)file;
+	return -1;
 }
 #endif
 
@@ -3017,27 +3305,61 @@ static void refuse_edited_input(const struct target *t,
 		    "standard output; nothing committed", t->file, s->subst);
 }
 
+/* A process CMD left running with the snapshot open for writing could
+ * write into FILE after the commit. */
+static void refuse_writers(int fd, const char *file)
+{
+	int r = written(fd);
+
+	if (r > 0)
+		die("%s: the snapshot is still open for writing (by a "
+		    "process CMD left running?); nothing committed", file);
+	if (r < 0 && HAVE_LEASES)
+		note("%s: cannot tell whether the snapshot is still open for "
+		    "writing", file);
+}
+
+/* A file of ours that CMD shut to us (mode 000), opened all the same;
+ * its mode stays what CMD made it. */
+static int open_ours(int at, const char *name, int flags)
+{
+	mode_t was;
+	int fd = open_shut(at, name, flags, S_IRUSR, &was);
+
+	if (fd >= 0 && fchmod(fd, was & 07777) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* The new tree checked before it is committed. */
 struct check {
 	dev_t dev;		/* its filesystem */
 	int sync;		/* each file and directory flushed on its own */
+	int unsure;		/* leases cannot tell here (said once) */
 	const char *file;	/* DIR, for messages */
 	struct timespec mark;	/* the snapshot's mark */
 	size_t entries;		/* how many entries below the top */
 	int touched;		/* an entry with a ctime at or after mark */
 };
 
-/* Nothing but directories, regular files and symbolic links. */
+/* Nothing but directories, regular files and symbolic links, no mount,
+ * and no file that a process CMD left running still holds open for
+ * writing: it could write into DIR after the commit. */
 static int check_entry(struct walk *w, int dir, const char *name)
 {
 	struct check *k = w->data;
 	struct stat st;
-	int fd, r;
+	int fd, r, mount;
 
-	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+	if (stat_entry(dir, name, &st, &mount) != 0)
 		return -1;
 	k->entries++;
 	k->touched |= !before(&st.st_ctim, &k->mark);
+	if (mount)
+		refuse_entry(w, k->file, name, "in the new tree, a mount "
+		    "point; nothing committed");
 	if (S_ISDIR(st.st_mode))
 		return 1;
 	if (S_ISLNK(st.st_mode))
@@ -3046,12 +3368,23 @@ static int check_entry(struct walk *w, int dir, const char *name)
 		refuse_entry(w, k->file, name,
 		    "in the new tree, not a regular file, directory or "
 		    "symbolic link; nothing committed");
-	if (!k->sync)
+	if (!k->sync && (!HAVE_LEASES || k->unsure))
 		return 0;
 	fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	r = fd < 0 || fsync(fd) != 0 ? -1 : 0;
-	if (fd >= 0)
-		close(fd);
+	if (fd < 0 && errno == EACCES)
+		fd = open_ours(dir, name, O_RDONLY | O_NONBLOCK);
+	if (fd < 0)
+		return -1;
+	r = k->unsure ? 0 : written(fd);
+	if (r > 0)
+		refuse_entry(w, k->file, name, "in the new tree, still open "
+		    "for writing (by a process CMD left running?); nothing "
+		    "committed");
+	if (r < 0 && HAVE_LEASES && !k->unsure++)
+		note("%s: cannot tell whether the new tree's files are still "
+		    "open for writing", k->file);
+	r = k->sync && fsync(fd) != 0 ? -1 : 0;
+	close(fd);
 	return r;
 }
 
@@ -3081,10 +3414,16 @@ static int ready_tree(const struct target *t, struct snapshot *s,
 {
 	int fd = openat(s->subfd, snapshot_name(s),
 	    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	mode_t was = 0;
 	struct check k;
 	struct walk w;
 	struct stat st;
 
+	/* What CMD shut to its owner is snaprun's to read: it is opened
+	 * (and given its mode back), for the check, the flush and the
+	 * exchange. */
+	if (fd < 0 && errno == EACCES)
+		fd = open_unreadable(s->subfd, snapshot_name(s), &was);
 	if (fd < 0 || fstat(fd, &st) != 0)
 		die("%s:", s->path);
 	memset(&w, 0, sizeof w);
@@ -3097,6 +3436,7 @@ static int ready_tree(const struct target *t, struct snapshot *s,
 	w.down = check_down;
 	w.done = check_done;
 	w.data = &k;
+	w.ours = w.restore = 1;
 	if (walk_tree(&w, fd) != 0)
 		die("%s/%s:", s->path, w.failed);
 	/* Any write, create, delete, rename or chmod sets some ctime. */
@@ -3106,6 +3446,14 @@ static int ready_tree(const struct target *t, struct snapshot *s,
 	}
 	if (s->srcfd >= 0)
 		copy_metadata(s->srcfd, &s->orig, fd, s->path);
+	else if (was && fchmod(fd, was & 07777) != 0)
+		die("%s:", s->path);
+	if (s->srcfd < 0 && ((was ? was : st.st_mode) & S_IWUSR) == 0 &&
+	    geteuid() != 0)
+		die("%s: CMD left the new tree's top without write permission "
+		    "(mode %04o), which a directory needs to be moved; nothing "
+		    "committed", t->file, (unsigned)(was ? was : st.st_mode) &
+		    07777);
 #if HAVE_SYNCFS
 	if (o->sync && syncfs(fd) != 0)
 		die("%s:", s->path);
@@ -3140,12 +3488,39 @@ static int open_snapshot(const struct snapshot *s, const char *file)
 		    "committed", file);
 	fd = openat(s->subfd, name,
 	    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 && errno == EACCES)	/* mode 000: still ours to commit */
+		fd = open_ours(s->subfd, name, O_RDONLY | O_NONBLOCK);
 	if (fd < 0 || fstat(fd, &fst) != 0)
 		die("%s:", s->path);
 	if (fst.st_dev != st.st_dev || fst.st_ino != st.st_ino)
 		die("%s: the snapshot changed during the commit; nothing "
 		    "committed", file);
 	return fd;
+}
+
+/* The private directory, and those the snapshot is in below it, are
+ * snaprun's: what CMD shut (0500, 0100) is opened again to their owner,
+ * so that its result can still be committed. */
+static void reopen_private(const struct snapshot *s)
+{
+	char *sub = join(s->rel), *part, *save, *slash = strrchr(sub, '/');
+	int fd = fcntl(s->privfd, F_DUPFD_CLOEXEC, 0);
+
+	*(slash ? slash : sub) = '\0';
+	for (part = strtok_r(sub, "/", &save); fd >= 0 && writable(fd) == 0 &&
+	    part; part = strtok_r(NULL, "/", &save)) {
+		int next = openat(fd, part,
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		mode_t was;
+
+		if (next < 0 && errno == EACCES)
+			next = open_unreadable(fd, part, &was);
+		close(fd);
+		fd = next;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(sub);
 }
 
 /* 6a. Only a self-contained snapshot that nothing still writes to, with
@@ -3170,6 +3545,7 @@ static int ready(const struct target *t, struct snapshot *s,
 	if (s->outfd >= 0 && close(s->outfd) != 0)
 		die("%s:", s->path);
 	s->outfd = -1;
+	reopen_private(s);
 	s->subfd = snapshot_dir(s, 0);
 	if (s->subfd < 0 && (errno == ELOOP || errno == ENOTDIR))
 		die("%s: the snapshot's directory is no longer a directory; "
@@ -3545,6 +3921,7 @@ static enum outcome commit(const struct target *t, struct snapshot *s,
 	if (out != COMMITTED)
 		return out;
 	s->ran = 0;	/* nothing left to keep */
+	s->committed = 1;
 	/* Committed: a directory that cannot be flushed (some FUSE and
 	 * network filesystems) is worth a word, not a failure. */
 	if (o->sync && fsync(t->dirfd) != 0 && errno != EINVAL &&
@@ -3555,6 +3932,26 @@ static enum outcome commit(const struct target *t, struct snapshot *s,
 }
 
 /* ------------------------------------------------------------ 7. discard */
+
+/* The private directory removed.  A signal after the commit does not undo
+ * it: that is said, and where the old tree is left when the signal cut
+ * its removal short. */
+static void remove_private(const struct snapshot *s)
+{
+	const char *path = s->priv ? s->priv : s->name;
+	char *where = NULL;
+
+	if (remove_tree(s->dirfd, s->name, s->privfd, &where) == 0) {
+		if (s->committed && caught)
+			say("%s: committed before the signal came", s->file);
+	} else if (s->committed && caught && errno == EINTR) {
+		say("%s: committed before the signal came; the old tree is "
+		    "left in %s for a later run or --clean", s->file, path);
+	} else {
+		set_aside(s->dirfd, s->name, path, where, 0);
+	}
+	free(where);
+}
 
 /* 7. Discard: the private directory and all CMD left in it removed, never
  * through a link; with -k, once CMD ran on it and nothing was committed,
@@ -3572,8 +3969,7 @@ static void discard(struct snapshot *s)
 		say("snapshot kept: %s.kept/%s", s->priv, s->rel);
 	else if (s->name[0]) {
 		progress_start("removing", s->priv ? s->priv : s->name, 0);
-		if (remove_dir(s->dirfd, s->name, s->privfd) != 0)
-			say("%s:", s->priv ? s->priv : s->name);
+		remove_private(s);
 		progress_end();
 	}
 	if (s->subfd >= 0)
@@ -3710,7 +4106,7 @@ int main(int argc, char **argv)
 	catch_signals(&sg);			/* forwarded to CMD */
 	resolve(&o, &t);			/* 1. the final target */
 	if (o.clean)				/* --clean: leftovers only */
-		return finish(&t, remove_leftovers(&t) ? EXIT_FAILED : 0);
+		return finish(&t, clean_leftovers(&t) ? EXIT_FAILED : 0);
 	if ((lock = start_lock(&t, &o)) == -2)	/* -x: held from here on */
 		return finish(&t, leave(BUSY, 0, &t, &o));
 	remove_leftovers(&t);			/* what killed runs left */

@@ -36,7 +36,7 @@ need_cmd() {
 
 # need_feature NAME: skip unless this build has NAME (one of the words on
 # the "features:" line of snaprun -V: reflink, copy_file_range, xattrs,
-# exchange, leases), as a build for a system with POSIX alone has none.
+# exchange, leases, mounts), as a build for a system with POSIX alone has none.
 need_feature() {
 	"$SNAPRUN" -V | grep -q "^features:.* $1\( \|$\)" ||
 		skip "this build of snaprun has no $1"

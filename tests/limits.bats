@@ -311,10 +311,11 @@ plant_deep() {
 	mkdir .f.snaprun.ABCDEF
 	echo x > .f.snaprun.ABCDEF/stuck
 	chattr +i .f.snaprun.ABCDEF/stuck 2>/dev/null || skip "no immutable attribute on this filesystem"
-	IMMUTABLE+=" $T/.f.snaprun.ABCDEF/stuck"
+	IMMUTABLE+=" $T/.f.snaprun.ABCDEF/stuck $T/.f.snaprun.ABCDEF.left/stuck"
 	run --separate-stderr sr --clean f
 	expect_status 125
 	one_error_line
+	[[ $stderr == *"/stuck: cannot remove it ("*"Operation not permitted"* ]]
 	expect_content f old
 }
 
