@@ -33,13 +33,15 @@ snaprun: snapshot.c
 	$(CC) -std=c11 $(WARN) -ffile-prefix-map="$$PWD"=. $(SR_CPPFLAGS) \
 		$(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ snapshot.c
 
-# check: the suite, several test files at once (about 2 minutes on two
-# cores), the stress tests (random kills, readers during commits, many
-# concurrent runs) with fewer repetitions; check-slow: only those, in full.
+# check: the suite, several test files at once, with the stress tests
+# (random kills, readers during commits, many concurrent runs) repeated
+# fewer times; check-slow: the tests with real mypy (tests/slow), and the
+# stress tests repeated in full.
 check: snaprun need-bats
 	SNAPRUN="$$PWD/snaprun" $(RUN_TESTS)
 
 check-slow: snaprun need-bats
+	SNAPRUN="$$PWD/snaprun" $(RUN_TESTS) tests/slow/*.bats
 	SNAPRUN_STRESS=full SNAPRUN_TEST_FILTER='^stress: ' \
 		SNAPRUN="$$PWD/snaprun" $(RUN_TESTS)
 

@@ -1,7 +1,7 @@
 # Shared setup for every test file: a fresh directory per test, the binary
 # under test, and the few assertions the files have in common.
 
-SNAPRUN=${SNAPRUN:-$BATS_TEST_DIRNAME/../snaprun}
+SNAPRUN=${SNAPRUN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/snaprun}
 
 setup() {
 	T=$(mktemp -d "${BATS_TMPDIR:-/tmp}/snaprun-test.XXXXXX")

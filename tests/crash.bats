@@ -9,7 +9,7 @@ load conc_helper
 # dirs.bats, which kills directory runs the same way).
 
 @test "stress: SIGKILL at random instants of copy, CMD and commit: FILE intact, leftovers cleaned" {
-	local size=$((8 * 1024 * 1024)) iters=${SNAPRUN_CRASH_ITERS:-$(stress 24 80)}
+	local size=$((8 * 1024 * 1024)) iters=${SNAPRUN_CRASH_ITERS:-$(stress 12 80)}
 	local work='cat "$1" > "$2"'
 	mkdir d src
 	head -c "$size" /dev/urandom >src/v0

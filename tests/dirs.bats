@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # Directory snapshots (issue 10): DIR is a whole tree, copied as `cp -a`
 # does, committed by one atomic exchange. The sections follow the numbered
-# items of the behaviour contract; mypy (item 14) is in mypy_dirs.bats.
+# items of the behaviour contract; mypy (item 14) is in slow/mypy_dirs.bats.
 
 load common
 load fs_helper
@@ -843,7 +843,7 @@ make_version() {
 
 @test "stress: SIGKILL at random instants of copy, CMD and commit: DIR is the old or the new tree whole, leftovers cleaned" {
 	need_feature exchange
-	local iters=${SNAPRUN_DIR_CRASH_ITERS:-$(stress 15 40)}
+	local iters=${SNAPRUN_DIR_CRASH_ITERS:-$(stress 9 40)}
 	# CMD makes the snapshot version NEXT: empty it, copy NEXT in
 	local work='rm -rf "$2"/* && cp -a "$1"/. "$2"/'
 	mkdir src

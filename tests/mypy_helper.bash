@@ -1,5 +1,6 @@
-# Helpers shared by mypy.bats (the SQLite cache file as FILE) and
-# mypy_dirs.bats (the whole cache directory as DIR).  Load after common and
+# Helpers shared by slow/mypy.bats (the SQLite cache file as FILE),
+# slow/mypy_dirs.bats (the whole cache directory as DIR) and
+# slow/mypy_merge.bats.  Load after common and
 # conc_helper.
 #
 # Each of those files defines, for its own recipe:

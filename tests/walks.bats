@@ -115,10 +115,10 @@ entries_in() {
 
 # ------------------------------------------------------- 6. linear walks
 
-@test "3,000 sibling directories: every directory is read once (getdents64 bytes linear), copy, check and removal" {
+@test "1,500 sibling directories: every directory is read once (getdents64 bytes linear), copy, check and removal" {
 	need_feature exchange
 	need_strace getdents64
-	siblings d 3000
+	siblings d 1500
 	# copy, then removal of the copy (CMD fails)
 	run strace -f -qq -o trace -e trace=getdents64 "$SNAPRUN" d false
 	[ "$status" -eq 1 ]
@@ -127,32 +127,33 @@ entries_in() {
 	# each name once (about 32 bytes), each empty directory's . and ..:
 	# under 200 bytes an entry; reading again after each subdirectory is
 	# tens of megabytes
-	[ "$bytes" -lt $(( 3000 * 200 )) ]
+	[ "$bytes" -lt $(( 1500 * 200 )) ]
 	# copy, check, exchange, removal of the old tree
-	run strace -f -qq -o trace -e trace=getdents64 "$SNAPRUN" d true
+	run strace -f -qq -o trace -e trace=getdents64 "$SNAPRUN" d \
+		sh -c ': > "$1/new"' sh {}
 	[ "$status" -eq 0 ]
 	bytes=$(dents_bytes trace)
 	echo "committing run: $bytes bytes of directory entries read" >&2
-	[ "$bytes" -lt $(( 3000 * 300 )) ]
-	[ "$(find d -mindepth 1 | wc -l)" -eq 3000 ]
+	[ "$bytes" -lt $(( 1500 * 300 )) ]
+	[ "$(find d -mindepth 1 | wc -l)" -eq 1501 ]
 	no_leftovers .
 }
 
-@test "300 files of 2 hard links each, and 1,000 sibling directories under ulimit -n 16: copied and committed whole" {
+@test "200 files of 2 hard links each, and 500 sibling directories under ulimit -n 16: copied and committed whole" {
 	need_feature exchange
 	mkdir -p d/a d/b
-	for i in $(seq 300); do echo "$i" > "d/a/$i"; ln "d/a/$i" "d/b/$i"; done
-	(cd d && seq 1000 | sed 's/^/s/' | xargs mkdir)
+	for i in $(seq 200); do echo "$i" > "d/a/$i"; ln "d/a/$i" "d/b/$i"; done
+	(cd d && seq 500 | sed 's/^/s/' | xargs mkdir)
 	run --separate-stderr perl -e 'use POSIX (); POSIX::close($_) for 3 .. 1023; exec { $ARGV[0] } @ARGV' \
 		bash -c 'ulimit -n 16 && exec timeout -k 5 60 "$@"' bash "$SNAPRUN" d sh -c 'echo x > "$1/new"' sh {}
 	expect_status 0
 	[ -f d/new ]
-	for i in 1 150 300; do
+	for i in 1 100 200; do
 		[ "$(stat -c %h "d/a/$i")" = 2 ]
 		[ "$(ino "d/a/$i")" = "$(ino "d/b/$i")" ]
 	done
-	[ "$(find d -links 2 -type f | wc -l)" -eq 600 ]
-	[ "$(find d -mindepth 1 -maxdepth 1 -name 's*' -type d | wc -l)" -eq 1000 ]
+	[ "$(find d -links 2 -type f | wc -l)" -eq 400 ]
+	[ "$(find d -mindepth 1 -maxdepth 1 -name 's*' -type d | wc -l)" -eq 500 ]
 	no_leftovers .
 }
 
@@ -180,12 +181,12 @@ term_when() {
 }
 
 # term_during CALL N TEST ARG...: snaprun ARG... under strace (CALL, mkdir
-# and rmdir traced), its Nth CALL delayed by 10 s; SIGTERM once TEST
+# and rmdir traced), its Nth CALL delayed by 5 s; SIGTERM once TEST
 # succeeds, as term_when.
 term_during() {
 	local call=$1 n=$2 test=$3
 	shift 3
-	traced_bg st "$call,mkdir,rmdir" -e "inject=$call:delay_exit=10000000:when=$n" "$@"
+	traced_bg st "$call,mkdir,rmdir" -e "inject=$call:delay_exit=5000000:when=$n" "$@"
 	term_when "$test"
 }
 
@@ -202,9 +203,9 @@ exchanged() {
 @test "SIGTERM during a tree copy: acted on at the next entry (at most 2 directories made after it), nothing committed" {
 	need_feature exchange
 	need_inject mkdirat
-	siblings d 2000
+	siblings d 1000
 	i0=$(ino d)
-	# the 300th directory made takes 10 s: the signal comes during the
+	# the 300th directory made takes 5 s: the signal comes during the
 	# copy, whatever the machine's load
 	term_during mkdirat 300 copy_under_way d sh -c ': > "$0/ran"' "$T"
 	[ ! -e ran ]
@@ -222,15 +223,15 @@ exchanged() {
 @test "SIGTERM during the old tree's removal after the commit: says DIR was committed, dies by SIGTERM, --clean removes the rest" {
 	need_feature exchange
 	need_inject unlinkat
-	small_files d 2000
+	small_files d 1000
 	i0=$(ino d)
 	# the 100th removal (of the old tree: nothing is removed before the
-	# commit) takes 10 s: the signal comes during it
+	# commit) takes 5 s: the signal comes during it
 	term_during unlinkat 100 exchanged d sh -c 'echo new > "$1/new"' sh {}
 	cat st.err >&2
 	grep -q 'd: committed before the signal came' st.err
 	expect_content d/new $'new\n'
-	[ "$(find d -type f | wc -l)" -eq 2001 ]
+	[ "$(find d -type f | wc -l)" -eq 1001 ]
 	run sr --clean d
 	expect_status 0
 	no_leftovers .

@@ -1,9 +1,9 @@
 #!/usr/bin/env bats
 # The documented primary use: mypy's SQLite cache shared by concurrent runs.
 
-load common
-load conc_helper
-load mypy_helper
+load ../common
+load ../conc_helper
+load ../mypy_helper
 
 mypy_setup() {
 	need_cmd mypy

@@ -4,9 +4,9 @@
 # Debian's mypy (1.0, JSON cache), and a newer one (sharded SQLite cache)
 # given as a command in $MYPY.
 
-load common
-load conc_helper
-load mypy_helper
+load ../common
+load ../conc_helper
+load ../mypy_helper
 
 # mypy_setup [COMMAND]...: the mypy to use, in MYPY_CMD (default: Debian's
 # mypy, without the PYTHONPATH that may be set for a newer one in $MYPY);
