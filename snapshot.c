@@ -9,8 +9,10 @@
  * one renameat2(RENAME_EXCHANGE); with -f, CMD filters FILE from its
  * stdin to its stdout, which becomes the new file.  The private directory
  * stays flock(2)ed while snaprun or CMD lives, so a later run (or --clean)
- * removes a killed run's leftovers only once nothing uses them.  A long
- * copy or removal shows one progress line on stderr (see "progress").
+ * removes a killed run's leftovers only once nothing uses them.  A
+ * snapshot CMD left as it was is not committed.  Trees are walked by
+ * descriptor, one directory open at a time, each read once (see "walks").
+ * A long copy or removal shows one progress line on stderr ("progress").
  *
  * main() calls the steps in order; each is numbered where it is defined:
  *   1. resolve     FILE's final target; its directory opened, by descriptor
