@@ -1,6 +1,6 @@
 # Helpers shared by slow/mypy.bats (the SQLite cache file as FILE),
-# slow/mypy_dirs.bats (the whole cache directory as DIR) and
-# slow/mypy_merge.bats.  Load after common and
+# slow/mypy_dirs.bats (the whole cache directory as DIR) and the merge's
+# tests (mypy_merge.bats, slow/mypy_merge.bats).  Load after common and
 # conc_helper.
 #
 # Each of those files defines, for its own recipe:
@@ -136,4 +136,14 @@ warm_after_cold() {
 	note "$1: $COLD_RUNS concurrent cold runs ${COLD}s, then one warm run ${warm}s"
 	[ "$status" -eq 0 ]
 	[ "$(fresh "$output")" -eq 13 ]
+}
+
+# snaprun-merge-mypy, the merge the recipe names.
+MERGE_MYPY=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/snaprun-merge-mypy
+
+# on_path: snaprun-merge-mypy on PATH, as make install puts it.
+on_path() {
+	mkdir -p "$T/bin"
+	ln -sf "$MERGE_MYPY" "$T/bin/snaprun-merge-mypy"
+	export PATH="$T/bin:$PATH"
 }

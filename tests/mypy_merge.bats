@@ -6,15 +6,7 @@
 
 load common
 load conc_helper
-
-MERGE_MYPY=$(cd "$BATS_TEST_DIRNAME/.." && pwd)/snaprun-merge-mypy
-
-# on_path: snaprun-merge-mypy on PATH, as make install puts it.
-on_path() {
-	mkdir -p "$T/bin"
-	ln -sf "$MERGE_MYPY" "$T/bin/snaprun-merge-mypy"
-	export PATH="$T/bin:$PATH"
-}
+load mypy_helper
 
 # mkcache DIR LAYOUT ENTRY...: a cache in DIR, each ENTRY "path=value" or
 # "path=value@time" (path as mypy names it below X.Y, "pkg/a.meta.json";

@@ -4,18 +4,10 @@
 # run concurrently: Debian's mypy (1.0: JSON cache and --sqlite-cache) and a
 # newer one given as a command in $MYPY (the sharded SQLite cache; skipped
 # without it).  The merge on caches made by hand: ../mypy_merge.bats.
+
 load ../common
 load ../conc_helper
 load ../mypy_helper
-
-MERGE_MYPY=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)/snaprun-merge-mypy
-
-# on_path: snaprun-merge-mypy on PATH, as make install puts it.
-on_path() {
-	mkdir -p "$T/bin"
-	ln -sf "$MERGE_MYPY" "$T/bin/snaprun-merge-mypy"
-	export PATH="$T/bin:$PATH"
-}
 
 # ------------------------------------------------------------- real mypy
 
