@@ -1063,14 +1063,18 @@ static char *path_below_root(const char *rootdir, const struct target *t)
 	if (!root)
 		die("--root: %s:", rootdir);
 	dir = realpath(t->dir, NULL);
-	if (!dir)
+	if (!dir) {
+		free(root);
 		die("%s:", t->dir);
+	}
 	n = strcmp(root, "/") == 0 ? 0 : strlen(root);
-	if (strncmp(dir, root, n) != 0 || (dir[n] != '/' && dir[n] != '\0'))
-		die("%s: not below the --root directory", t->file);
-	rel = dir[n] ? join(dir + n + 1, "/", t->base) : join(t->base);
+	rel = strncmp(dir, root, n) != 0 ||
+	    (dir[n] != '/' && dir[n] != '\0') ? NULL :
+	    dir[n] ? join(dir + n + 1, "/", t->base) : join(t->base);
 	free(root);
 	free(dir);
+	if (!rel)
+		die("%s: not below the --root directory", t->file);
 	return rel;
 }
 
