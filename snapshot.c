@@ -1057,21 +1057,19 @@ static int walk_dirs(int at, const char *path, int create, struct made *made)
 /* With --root, the snapshot sits at FILE's path below DIR. */
 static char *path_below_root(const char *rootdir, const struct target *t)
 {
-	char *root = realpath(rootdir, NULL), *dir, *rel;
+	char *root = realpath(rootdir, NULL), *dir, *rel = NULL;
 	size_t n;
 
 	if (!root)
 		die("--root: %s:", rootdir);
 	dir = realpath(t->dir, NULL);
-	if (!dir) {
-		free(root);
-		die("%s:", t->dir);
-	}
 	n = strcmp(root, "/") == 0 ? 0 : strlen(root);
-	rel = strncmp(dir, root, n) != 0 ||
-	    (dir[n] != '/' && dir[n] != '\0') ? NULL :
-	    dir[n] ? join(dir + n + 1, "/", t->base) : join(t->base);
+	if (dir && strncmp(dir, root, n) == 0 &&
+	    (dir[n] == '/' || dir[n] == '\0'))
+		rel = dir[n] ? join(dir + n + 1, "/", t->base) : join(t->base);
 	free(root);
+	if (!dir)
+		die("%s:", t->dir);
 	free(dir);
 	if (!rel)
 		die("%s: not below the --root directory", t->file);
