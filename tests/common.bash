@@ -87,6 +87,14 @@ stress() {
 	if [ "${SNAPRUN_STRESS-}" = full ]; then echo "$2"; else echo "$1"; fi
 }
 
+# git_top DIR: DIR is the top of a git checkout (not a tree unpacked
+# somewhere inside another checkout, as make distcheck unpacks the
+# tarball inside this one).
+git_top() {
+	local prefix
+	prefix=$(git -C "$1" rev-parse --show-prefix 2>/dev/null) && [ -z "$prefix" ]
+}
+
 # under_strace: snaprun is about to run under strace.  LeakSanitizer
 # cannot work under ptrace and would fail a sanitizer build's exit status,
 # so it is turned off for those runs (the other sanitizers stay on).

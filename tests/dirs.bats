@@ -1174,6 +1174,7 @@ shards_hold() {
 }
 
 @test "ENOSPC while copying a tree's file data names the file" {
+	need_feature exchange
 	mount_tmpfs m 4M
 	mkdir -p m/d/sub
 	printf a > m/d/a

@@ -94,7 +94,7 @@ needs() {
 # products), as a fresh clone would be.
 in_clone() {
 	mkdir "$T/clone"
-	if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1; then
+	if git_top "$REPO"; then
 		git -C "$REPO" ls-files -z | (cd "$REPO" && xargs -0 tar -cf -) |
 			tar -xf - -C "$T/clone"
 	else

@@ -14,7 +14,7 @@ makefile_version() {
 need_git_checkout() {
 	need_cmd git
 	need_cmd make
-	git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1 ||
+	git_top "$REPO" ||
 		skip "not a git checkout (a tarball's tree): nothing to list"
 	make -C "$REPO" -s -n dist >/dev/null 2>&1 || skip "make dist needs GNU make"
 }
