@@ -33,16 +33,17 @@ snaprun: snapshot.c
 	$(CC) -std=c11 $(WARN) -ffile-prefix-map="$$PWD"=. $(SR_CPPFLAGS) \
 		$(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ snapshot.c
 
-# check: the suite, several test files at once, with the stress tests
-# (random kills, readers during commits, many concurrent runs) repeated
-# fewer times; check-slow: the tests with real mypy (tests/slow), and the
-# stress tests repeated in full.
+# check: the suite, several test files at once, but for the long tests;
+# check-slow: those (named "slow: ..." or "stress: ..."; the stress tests,
+# random kills and races, repeated in full) and the tests with real mypy
+# (tests/slow, and the examples that run it).
 check: snaprun need-bats
 	SNAPRUN="$$PWD/snaprun" $(RUN_TESTS)
 
 check-slow: snaprun need-bats
-	SNAPRUN="$$PWD/snaprun" $(RUN_TESTS) tests/slow/*.bats
-	SNAPRUN_STRESS=full SNAPRUN_TEST_FILTER='^stress: ' \
+	SNAPRUN_SLOW=1 SNAPRUN="$$PWD/snaprun" $(RUN_TESTS) tests/slow/*.bats \
+		tests/examples.bats
+	SNAPRUN_SLOW=1 SNAPRUN_STRESS=full SNAPRUN_TEST_FILTER='^(slow|stress): ' \
 		SNAPRUN="$$PWD/snaprun" $(RUN_TESTS)
 
 # Without bats the suite cannot run: say so, and how to get it.

@@ -4,24 +4,57 @@
 SNAPRUN=${SNAPRUN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/snaprun}
 
 setup() {
+	slow_test
 	T=$(mktemp -d "${BATS_TMPDIR:-/tmp}/snaprun-test.XXXXXX")
 	cd "$T" || return 1
+	trace_on_error
+}
+
+# trace_on_error: bats (1.8) records where the test is before every
+# command it runs, which costs a fifth of the suite's time; take that
+# record only when a command fails instead, so that a failure is reported
+# as bats reports it.  Without those bats functions, nothing changes.
+trace_on_error() {
+	declare -F bats_capture_stack_trace bats_error_trap >/dev/null || return 0
+	trap - DEBUG
+	trap traced_error ERR
+}
+
+traced_error() {
+	local st=$?
+	bats_capture_stack_trace
+	BATS_DEBUG_LAST_STACK_TRACE_IS_VALID=1
+	return_status "$st"
+	bats_error_trap
+}
+
+return_status() {
+	return "$1"
 }
 
 teardown() {
 	cd / && rm -rf "$T"
 }
 
-# leftovers DIR: every name snaprun may have left in DIR but its lock file.
+# leftovers DIR: every name snaprun may have left in DIR but its lock
+# file, a line each, and in the array LEFT (globs: no process started).
 leftovers() {
-	find "$1" -maxdepth 1 -name '*.snaprun*' ! -name '*.snaprun.lock' -printf '%f\n'
+	local f nullglob=
+	shopt -q nullglob && nullglob=1
+	shopt -s nullglob
+	LEFT=()
+	for f in "$1"/*.snaprun* "$1"/.*.snaprun*; do
+		[[ ${f##*/} == *.snaprun.lock ]] || LEFT+=("${f##*/}")
+	done
+	[ -n "$nullglob" ] || shopt -u nullglob
+	[ "${#LEFT[@]}" -eq 0 ] || printf '%s\n' "${LEFT[@]}"
 }
 
 no_leftovers() {
-	local left
-	left=$(leftovers "$1")
-	if [ -n "$left" ]; then
-		printf 'left behind in %s:\n%s\n' "$1" "$left" >&2
+	leftovers "$1" >/dev/null
+	if [ "${#LEFT[@]}" -gt 0 ]; then
+		printf 'left behind in %s:\n' "$1" >&2
+		printf '%s\n' "${LEFT[@]}" >&2
 		return 1
 	fi
 }
@@ -80,9 +113,19 @@ need_nobody() {
 		skip "nobody cannot reach $T (BATS_TMPDIR is closed to others)"
 }
 
-# stress QUICK FULL: how many times a stress test repeats: QUICK in make
-# check, FULL in make check-slow (SNAPRUN_STRESS=full), which runs only
-# the tests whose names begin with "stress:".
+# slow_test: a test whose name begins with "slow: " (one long scenario) or
+# "stress: " (many random rounds) runs in make check-slow (SNAPRUN_SLOW=1),
+# which runs only those; make check skips it with the reason tests/run
+# counts apart, so that make check stays within 2 minutes on 2 cores.
+slow_test() {
+	case $BATS_TEST_DESCRIPTION in
+	"slow: "* | "stress: "*)
+		[ -n "${SNAPRUN_SLOW-}" ] || skip "make check-slow runs it" ;;
+	esac
+}
+
+# stress QUICK FULL: how many times a stress test repeats: FULL in make
+# check-slow (SNAPRUN_STRESS=full), QUICK when one is run by hand.
 stress() {
 	if [ "${SNAPRUN_STRESS-}" = full ]; then echo "$2"; else echo "$1"; fi
 }
@@ -110,6 +153,17 @@ need_strace() {
 	strace -qq -o trace -e trace="$1" true 2>/dev/null || skip "strace cannot trace here"
 }
 
+# nap SECONDS: sleep without starting a process, for the polling loops: a
+# read that times out on a FIFO of this test file's that nobody writes.
+nap() {
+	local fifo=${BATS_FILE_TMPDIR:-$T}/nap
+	[ -p "$fifo" ] || mkfifo "$fifo" 2>/dev/null || [ -p "$fifo" ] || {
+		sleep "$1"
+		return 0
+	}
+	read -r -t "$1" <>"$fifo" || :
+}
+
 # wait_blocked LOCKFILE: until some process waits in flock(2) on LOCKFILE.
 wait_blocked() {
 	local maj min ino id i
@@ -118,7 +172,7 @@ wait_blocked() {
 	id=$(printf '%02x:%02x:%s' "$maj" "$min" "$ino")
 	for (( i = 0; i < 200; i++ )); do
 		grep -Fq -- " $id " <(grep -F -- '->' /proc/locks) && return 0
-		sleep 0.05
+		nap 0.05
 	done
 	echo "nobody waits for the lock on $1 ($id)" >&2
 	return 1

@@ -217,12 +217,12 @@ zsh_complete() {
 	local out=$T/zsh.out
 	cat > "$T/capture.zsh" <<'EOF'
 zmodload zsh/zpty || exit 3
-local fp=$1 outf=$2 cmdline=$3 setup=$2.setup line
+local fp=$1 outf=$2 cmdline=$3 dump=$4 setup=$2.setup line
 : >| $outf
 cat >| $setup <<SETUP
 PROMPT= RPROMPT=
 fpath=(${(q)fp} \$fpath)
-autoload -Uz compinit && compinit -u -D
+autoload -Uz compinit && compinit -u -d ${(q)dump}
 _zzsnap_alpha() { compadd alpha beta }
 compdef _zzsnap_alpha zzsnap-alpha
 compadd () {
@@ -252,7 +252,10 @@ done
 zpty -d z
 [[ $(<$outf) == *'<end>'* ]] || { print -u2 "zsh did not complete: $cmdline"; exit 4; }
 EOF
-	timeout 30 zsh -f "$T/capture.zsh" "$COMP" "$out" "$1" || return
+	# compinit's dump, made by the file's first zsh test, spares the
+	# others a scan of every completion function zsh has
+	timeout 30 zsh -f "$T/capture.zsh" "$COMP" "$out" "$1" \
+		"${BATS_FILE_TMPDIR:-$T}/zcompdump" || return
 	grep -vxF '<end>' "$out" | sort -u
 }
 
@@ -262,36 +265,36 @@ need_zsh() {
 	fixture
 }
 
-@test "zsh: option names" {
+@test "slow: zsh: option names" {
 	offers_option_names zsh
 }
 
-@test "zsh: --on-conflict values" {
+@test "slow: zsh: --on-conflict values" {
 	use_shell zsh
 	offers 'snaprun --on-conflict=' overwrite keep fail retry merge
 }
 
-@test "zsh: --missing values" {
+@test "slow: zsh: --missing values" {
 	use_shell zsh
 	offers 'snaprun -x --missing=' absent empty error
 }
 
-@test "zsh: --root completes directories" {
+@test "slow: zsh: --root completes directories" {
 	use_shell zsh
 	offers 'snaprun --root=' sub
 }
 
-@test "zsh: FILE completes files" {
+@test "slow: zsh: FILE completes files" {
 	use_shell zsh
 	offers 'snaprun ' cache.db state.json sub
 	offers 'snaprun -c 0,1 st' state.json
 }
 
-@test "zsh: after FILE, command names" {
+@test "slow: zsh: after FILE, command names" {
 	offers_command_names zsh
 }
 
-@test "zsh: after CMD, CMD's own completion" {
+@test "slow: zsh: after CMD, CMD's own completion" {
 	offers_cmds_completion zsh
 }
 
@@ -313,38 +316,38 @@ need_fish() {
 	fixture
 }
 
-@test "fish: option names" {
+@test "slow: fish: option names" {
 	offers_option_names fish
 }
 
-@test "fish: --on-conflict values" {
+@test "slow: fish: --on-conflict values" {
 	use_shell fish
 	offers 'snaprun --on-conflict=' --on-conflict=overwrite --on-conflict=keep --on-conflict=fail \
 		--on-conflict=retry --on-conflict=merge
 	offers 'snaprun --on-conflict ' overwrite keep fail retry merge
 }
 
-@test "fish: --missing values" {
+@test "slow: fish: --missing values" {
 	use_shell fish
 	offers 'snaprun -x --missing ' absent empty error
 }
 
-@test "fish: --root completes directories" {
+@test "slow: fish: --root completes directories" {
 	use_shell fish
 	offers 'snaprun --root ' sub/
 	offers 'snaprun --root=' --root=sub/
 }
 
-@test "fish: FILE completes files" {
+@test "slow: fish: FILE completes files" {
 	use_shell fish
 	offers 'snaprun ' cache.db state.json sub/
 	offers 'snaprun -c 0,1 st' state.json
 }
 
-@test "fish: after FILE, command names" {
+@test "slow: fish: after FILE, command names" {
 	offers_command_names fish
 }
 
-@test "fish: after CMD, CMD's own completion" {
+@test "slow: fish: after CMD, CMD's own completion" {
 	offers_cmds_completion fish
 }

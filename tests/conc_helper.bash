@@ -23,7 +23,7 @@ wait_for() {
 			echo "timed out waiting for $1" >&2
 			return 1
 		fi
-		sleep 0.01
+		nap 0.01
 	done
 }
 
@@ -75,8 +75,8 @@ write_gate() {
 		cat <<-'EOF'
 		: >"$name.started.$n"
 		i=0
-		while [ ! -e "$name.go.$n" ] && [ "$i" -lt 1000 ]; do
-			sleep 0.01
+		while [ ! -e "$name.go.$n" ] && [ "$i" -lt 215 ]; do
+			if [ "$i" -lt 20 ]; then sleep 0.01; else sleep 0.05; fi
 			i=$((i + 1))
 		done
 		EOF

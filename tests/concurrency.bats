@@ -71,8 +71,8 @@ intruder_refused() {
 	[ "$status" -eq 75 ]
 }
 
-@test "--lock: 24 parallel writers never overlap, each line present once" {
-	local n=24
+@test "--lock: 12 parallel writers never overlap, each line present once" {
+	local n=12
 	echo base >f
 	parallel_writers "$n" --lock f \
 		sh -c "mkdir $T/busy || exit 9; cat {} >/dev/null; sleep 0.01; echo line-@i@ >> {}; rmdir $T/busy"
@@ -81,8 +81,8 @@ intruder_refused() {
 	[ -f .f.snaprun.lock ]
 }
 
-@test "retry: 12 parallel slow writers conflict for real and lose no line" {
-	local n=12 calls
+@test "retry: 8 parallel slow writers conflict for real and lose no line" {
+	local n=8 calls
 	echo base >f
 	: >calls
 	parallel_writers "$n" --on-conflict=retry --retries=50 f \
@@ -95,8 +95,8 @@ intruder_refused() {
 	[ -f .f.snaprun.lock ]
 }
 
-@test "fail: of 12 parallel writers exactly those that exit 0 are in FILE" {
-	local n=12 i pids=() p st ok=0 lost=0
+@test "fail: of 8 parallel writers exactly those that exit 0 are in FILE" {
+	local n=8 i pids=() p st ok=0 lost=0
 	echo base >f
 	for i in $(seq 1 "$n"); do
 		timeout 60 "$SNAPRUN" --on-conflict=fail f \
@@ -350,9 +350,9 @@ intruder_refused() {
 	[ ! -e .f.snaprun.lock ] # the default mode leaves nothing at all
 }
 
-@test "sqlite3: 10 parallel inserts through retry all land, database intact" {
+@test "sqlite3: 6 parallel inserts through retry all land, database intact" {
 	need_cmd sqlite3
-	local n=10 calls
+	local n=6 calls
 	sqlite3 db 'create table t(x integer primary key); create table pad(b blob);
 		insert into pad values(randomblob(2000000));'
 	: >calls

@@ -1074,7 +1074,7 @@ commits_under_name() {
 	[ "$(ino f)" = "$i0" ]
 }
 
-@test "every change to the snapshot is committed, however soon after it was taken" {
+@test "slow: every change to the snapshot is committed, however soon after it was taken" {
 	# same size, in place, at once: only the change time can tell, and it
 	# must never be taken for no change
 	printf 'a\n' > f

@@ -691,7 +691,7 @@ commit_versions() {
 
 # ----------------------------------------------------------- 7. concurrency
 
-@test "--lock: 8 parallel writers each adding a file: all 8 there, runs never overlap" {
+@test "slow: --lock: 8 parallel writers each adding a file: all 8 there, runs never overlap" {
 	need_feature exchange
 	mkdir d
 	echo base >d/base
@@ -702,7 +702,7 @@ commit_versions() {
 	no_leftovers .
 }
 
-@test "retry --retries=50: 8 parallel writers each adding a file lose none, conflicts happened" {
+@test "slow: retry --retries=50: 8 parallel writers each adding a file lose none, conflicts happened" {
 	need_feature exchange
 	mkdir d
 	echo base >d/base
@@ -717,7 +717,7 @@ commit_versions() {
 	no_leftovers .
 }
 
-@test "fail: of 8 parallel writers exactly those that exit 0 have their file" {
+@test "slow: fail: of 8 parallel writers exactly those that exit 0 have their file" {
 	need_feature exchange
 	local n=8 i pids=() st ok=0 lost=0
 	mkdir d
@@ -935,7 +935,7 @@ shards_hold() {
 	done
 }
 
-@test "CMD writes 16 WAL-mode databases (python3 sqlite3 and the sqlite3 CLI): committed, integrity ok, rows there" {
+@test "slow: CMD writes 16 WAL-mode databases (python3 sqlite3 and the sqlite3 CLI): committed, integrity ok, rows there" {
 	need_feature exchange
 	need_cmd sqlite3
 	need_cmd python3
@@ -955,7 +955,7 @@ shards_hold() {
 	no_leftovers .
 }
 
-@test "a writer killed after its commits leaves -wal files: still committed, the rows are in DIR's databases" {
+@test "slow: a writer killed after its commits leaves -wal files: still committed, the rows are in DIR's databases" {
 	need_feature exchange
 	need_cmd sqlite3
 	need_cmd python3
@@ -1068,7 +1068,7 @@ shards_hold() {
 
 # ----------------------------------------------------------------- 12. depth
 
-@test "a chain of 1500 nested directories is copied and committed under ulimit -n 64" {
+@test "slow: a chain of 1500 nested directories is copied and committed under ulimit -n 64" {
 	need_feature exchange
 	local deep
 	deep=$(printf 'd/%.0s' $(seq 1500))
@@ -1125,7 +1125,7 @@ shards_hold() {
 
 # ------------------------------------------------ slips of the hand (issue 14)
 
-@test "a tree CMD never changed is not committed (no exchange, no flush); every kind of change is" {
+@test "slow: a tree CMD never changed is not committed (no exchange, no flush); every kind of change is" {
 	need_feature exchange
 	need_strace renameat2,syncfs,fsync
 	make_d

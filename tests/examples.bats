@@ -3,7 +3,8 @@
 # .Bd -literal blocks of the man page's EXAMPLES are extracted from the
 # documents (nothing is copied here by hand), each run with bash -e in a
 # scratch directory that holds the files the examples name, with snaprun
-# on PATH; then what each example promises is checked.
+# on PATH; then what each example promises is checked.  The examples that
+# run mypy or build in a clone run in make check-slow (SNAPRUN_SLOW=1).
 #
 # In README.md, a block right after "<!-- not run: REASON -->" is skipped
 # with REASON, and one after "<!-- in the clone -->" runs in a copy of the
@@ -161,6 +162,11 @@ example() {
 	case $mark in
 	"<!-- not run: "*) mark=${mark#<!-- not run: }; skip "${mark% -->}" ;;
 	esac
+	# real mypy runs and builds are make check-slow's, as tests/slow is
+	if [ -z "${SNAPRUN_SLOW-}" ] && { [ "$mark" = clone ] ||
+		grep -qE "(^|[ '(])mypy( |$)" "$ex"; }; then
+		skip "make check-slow runs it"
+	fi
 	needs "$ex"
 	fixture
 	export PATH="$T/bin:$PATH" HOME="$T/home"

@@ -213,7 +213,7 @@ denied_to_nobody() {
 
 # ------------------------------------------------------------- big copy
 
-@test "a 200 MB FILE is copied with a small peak memory and identical content" {
+@test "slow: a 200 MB FILE is copied with a small peak memory and identical content" {
 	[ -x /usr/bin/time ] || skip "/usr/bin/time is not installed"
 	if is_sanitized; then skip "peak memory is not meaningful in a sanitizer build"; fi
 	[ "$(head -c 2 "$SNAPRUN")" != '#!' ] || skip "$SNAPRUN is a wrapper script"

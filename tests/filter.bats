@@ -522,7 +522,7 @@ a_goes() {
 
 # ---------------------------------------------------------- a big stream
 
-@test "a 100 MiB stream: identical content, committed, bounded peak RSS" {
+@test "slow: a 100 MiB stream: identical content, committed, bounded peak RSS" {
 	[ -x /usr/bin/time ] || skip "/usr/bin/time is not installed"
 	if is_sanitized; then skip "peak memory is not meaningful in a sanitizer build"; fi
 	[ "$(head -c 2 "$SNAPRUN")" != '#!' ] || skip "$SNAPRUN is a wrapper script"

@@ -73,7 +73,7 @@ files() {
 	fi
 }
 
-@test "the installed completions are found where each shell looks" {
+@test "slow: the installed completions are found where each shell looks" {
 	install_to "$T/dest"
 	local share=$T/dest/usr/share
 	if [ -r /usr/share/bash-completion/bash_completion ]; then

@@ -422,7 +422,7 @@ socket.socket(socket.AF_UNIX).bind(sys.argv[1])' {}
 	[ -z "$(find / -maxdepth 1 -name ".$name.snaprun.*" ! -name '*.snaprun.lock')" ]
 }
 
-@test "a packager's build (dpkg-buildflags) is free of warnings" {
+@test "slow: a packager's build (dpkg-buildflags) is free of warnings" {
 	need_cmd dpkg-buildflags
 	need_cmd make
 	# SNAPRUN_SRC: the tree to build (default: this one)

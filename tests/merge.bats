@@ -186,7 +186,7 @@ export PY_ADD PY_MERGE
 	no_leftovers .
 }
 
-@test "--merge: two runs each adding a row with python3's sqlite3, committed in either order: both rows kept" {
+@test "slow: --merge: two runs each adding a row with python3's sqlite3, committed in either order: both rows kept" {
 	for order in 1 2; do
 		rm -f db A.*
 		python3 -c 'import sqlite3; d = sqlite3.connect("db"); d.execute("create table r (v text primary key)"); d.execute("insert into r values (\"base\")"); d.commit()'
@@ -202,7 +202,7 @@ export PY_ADD PY_MERGE
 	no_leftovers .
 }
 
-@test "--merge: 8 concurrent runs, each adding a unique row: all 8 rows, integrity ok, 7 merges" {
+@test "slow: --merge: 8 concurrent runs, each adding a unique row: all 8 rows, integrity ok, 7 merges" {
 	local i pids=()
 	make_hold
 	python3 -c 'import sqlite3; d = sqlite3.connect("db"); d.execute("create table r (v text primary key)"); d.commit()'
@@ -423,7 +423,7 @@ cleaned() {
 	no_leftovers .
 }
 
-@test "--merge: SIGKILL during the merge (at its start, mid-write, or after it at a random instant): FILE is theirs or merged, never partial; leftovers cleaned" {
+@test "slow: --merge: SIGKILL during the merge (at its start, mid-write, or after it at a random instant): FILE is theirs or merged, never partial; leftovers cleaned" {
 	local it phase st old=0 merged=0 pid
 	make_hold
 	for it in $(seq 1 12); do

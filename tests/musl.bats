@@ -7,7 +7,7 @@ load common
 
 REPO=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 
-@test "a musl build lists the exchange and commits a directory" {
+@test "slow: a musl build lists the exchange and commits a directory" {
 	need_cmd musl-gcc
 	[ "$(uname -s)" = Linux ] || skip "the exchange is Linux's"
 	musl-gcc -std=c11 -O2 -o "$T/snaprun-musl" "$REPO/snapshot.c"

@@ -103,7 +103,7 @@ lines() {
 	[ "$(python3 -c 'import sqlite3; print(sqlite3.connect("ours/3.11/cache.2.db").execute("select count(*) from files2").fetchone()[0])')" = 3 ]
 }
 
-@test "snaprun-merge-mypy, a shard only theirs has: copied, without the modules ours has elsewhere" {
+@test "slow: snaprun-merge-mypy, a shard only theirs has: copied, without the modules ours has elsewhere" {
 	mkcache ours tree pkg/a.meta.json=ours
 	mkcache theirs shards pkg/a.meta.ff=4theirs pkg/b.meta.ff=4theirs
 	"$MERGE_MYPY" ours theirs
@@ -112,7 +112,7 @@ lines() {
 	entries ours | grep -qx 'pkg/b.meta.ff=4theirs'
 }
 
-@test "snaprun-merge-mypy, one-file caches (files2, and mypy 1.0's files), and two database files" {
+@test "slow: snaprun-merge-mypy, one-file caches (files2, and mypy 1.0's files), and two database files" {
 	for layout in one files; do
 		rm -rf ours theirs
 		mkcache ours "$layout" pkg/a.meta.json=0ours pkg/a.data.json=0ours
@@ -128,7 +128,7 @@ lines() {
 	[ "$(entries ours)" = "$(lines x/a.meta.json=0ours x/b.meta.json=0theirs x/n.meta.json=0theirs)" ]
 }
 
-@test "snaprun-merge-mypy, file trees (JSON and fixed-format): per module, with the modification times mypy compares" {
+@test "slow: snaprun-merge-mypy, file trees (JSON and fixed-format): per module, with the modification times mypy compares" {
 	mkcache ours tree pkg/a.meta.json=ours pkg/a.data.json=ours @plugins_snapshot.json=ours \
 		pkg/n.meta.json=ours pkg/n.data.json=ours pkg/n.deps.json=ours
 	mkcache theirs tree pkg/a.meta.json=theirs pkg/b.meta.json=theirs pkg/b.data.json=theirs \
@@ -154,7 +154,7 @@ lines() {
 	[[ "$output" == usage:* ]]
 }
 
-@test "snaprun-merge-mypy under snaprun: two runs each adding a module to a shared cache, committed in either order, keep both" {
+@test "slow: snaprun-merge-mypy under snaprun: two runs each adding a module to a shared cache, committed in either order, keep both" {
 	need_feature exchange
 	on_path
 	export T

@@ -16,8 +16,9 @@ teardown() {
 tree() {
 	need_feature exchange	# a build without it takes no tree
 	mkdir -p "$1"
-	local i
-	for (( i = 0; i < $2; i++ )); do echo "$i" > "$1/f$i"; done
+	awk -v d="$1" -v n="$2" 'BEGIN {
+		for (i = 0; i < n; i++) { f = d "/f" i; print i > f; close(f) }
+	}'
 }
 
 # on_tty ARG...: snaprun with ARG... under a pseudo-terminal (script(1));
@@ -61,7 +62,7 @@ erased() {
 	no_leftovers .
 }
 
-@test "--progress on a terminal: what the screen shows at the end is no progress line" {
+@test "slow: --progress on a terminal: what the screen shows at the end is no progress line" {
 	need_cmd tmux
 	need_cmd script
 	tree d 1000
@@ -99,7 +100,7 @@ erased() {
 }
 
 @test "without a terminal and without --progress, stderr gets no progress bytes" {
-	tree d 2000
+	tree d 200
 	"$SNAPRUN" --no-sync d -- sh -c 'echo x > "$1/new"' sh {} 2> err
 	[ -f d/new ]
 	[ ! -s err ]
@@ -108,7 +109,7 @@ erased() {
 }
 
 @test "--no-progress on a terminal shows none" {
-	tree d 1000
+	tree d 200
 	on_tty --no-progress --no-sync d true
 	[ "$status" -eq 0 ]
 	[ -z "$(tr -d '\n' < "$T/raw")" ]

@@ -60,7 +60,7 @@ need_git_checkout() {
 	tar -tvzf "$T/a.tar.gz" "$v/tests/run" | grep -q '^-rwxr-xr-x'
 }
 
-@test "a build from the unpacked tarball reports the version, git or not" {
+@test "slow: a build from the unpacked tarball reports the version, git or not" {
 	need_git_checkout
 	need_cmd cc
 	local v

@@ -115,7 +115,7 @@ entries_in() {
 
 # ------------------------------------------------------- 6. linear walks
 
-@test "1,500 sibling directories: every directory is read once (getdents64 bytes linear), copy, check and removal" {
+@test "slow: 1,500 sibling directories: every directory is read once (getdents64 bytes linear), copy, check and removal" {
 	need_feature exchange
 	need_strace getdents64
 	siblings d 1500
@@ -139,7 +139,7 @@ entries_in() {
 	no_leftovers .
 }
 
-@test "200 files of 2 hard links each, and 500 sibling directories under ulimit -n 16: copied and committed whole" {
+@test "slow: 200 files of 2 hard links each, and 500 sibling directories under ulimit -n 16: copied and committed whole" {
 	need_feature exchange
 	mkdir -p d/a d/b
 	for i in $(seq 200); do echo "$i" > "d/a/$i"; ln "d/a/$i" "d/b/$i"; done
@@ -220,7 +220,7 @@ exchanged() {
 	no_leftovers .
 }
 
-@test "SIGTERM during the old tree's removal after the commit: says DIR was committed, dies by SIGTERM, --clean removes the rest" {
+@test "slow: SIGTERM during the old tree's removal after the commit: says DIR was committed, dies by SIGTERM, --clean removes the rest" {
 	need_feature exchange
 	need_inject unlinkat
 	small_files d 1000
