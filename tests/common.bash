@@ -114,9 +114,10 @@ need_nobody() {
 }
 
 # slow_test: a test whose name begins with "slow: " (one long scenario) or
-# "stress: " (many random rounds) runs in make check-slow (SNAPRUN_SLOW=1),
-# which runs only those; make check skips it with the reason tests/run
-# counts apart, so that make check stays within 2 minutes on 2 cores.
+# "stress: " (many random rounds) runs only with SNAPRUN_SLOW set, as make
+# check-slow sets it.  tests/run does not even start it otherwise; one
+# started anyway (a bats run by hand, a SNAPRUN_TEST_FILTER) is skipped
+# with the reason tests/run counts apart.
 slow_test() {
 	case $BATS_TEST_DESCRIPTION in
 	"slow: "* | "stress: "*)

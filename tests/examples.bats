@@ -4,7 +4,7 @@
 # documents (nothing is copied here by hand), each run with bash -e in a
 # scratch directory that holds the files the examples name, with snaprun
 # on PATH; then what each example promises is checked.  The examples that
-# run mypy or build in a clone run in make check-slow (SNAPRUN_SLOW=1).
+# run mypy or build in a clone run only with SNAPRUN_SLOW set (make check-slow).
 #
 # In README.md, a block right after "<!-- not run: REASON -->" is skipped
 # with REASON, and one after "<!-- in the clone -->" runs in a copy of the
